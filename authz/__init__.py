@@ -1,0 +1,1 @@
+"""Pure authorization policy: decisions, control arbitration, grants, audit."""

@@ -1,0 +1,1 @@
+"""The platform's certificate authority and certificate verification."""

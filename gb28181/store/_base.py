@@ -1,0 +1,167 @@
+"""Records and the one storage interface that SQLite and PostgreSQL both implement.
+
+The registrar keeps hot state in memory and persists through a :class:`Store`; it never sees SQL
+or a driver. Times cross this interface as float unix epoch seconds whatever the column type
+(SQLite ``REAL``, PostgreSQL ``timestamptz``), so callers and tests are dialect-blind.
+
+Every method may raise a :class:`~gb28181.store.StoreError` subclass; none raises a driver
+exception.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any, Protocol, Self
+
+__all__ = ["BatchWriter", "DeviceRecord", "StatusEvent", "Store"]
+
+
+@dataclass(slots=True)
+class DeviceRecord:
+    """Persistent state of one registered device or lower platform (GB/T 28181-2022 §9.1)."""
+
+    device_id: str
+    """20-digit GB ID (lenient mode may allow others); primary key."""
+    kind: str
+    """``"device"`` or ``"platform"`` (a lower platform, type code 200)."""
+    name: str = ""
+    password: str | None = None
+    """Per-device digest password; ``None`` means use the platform default."""
+    transport: str = "UDP"
+    """``UDP`` / ``TCP`` / ``TLS``, as registered."""
+    contact: str = ""
+    """Contact URI from the REGISTER."""
+    host: str = ""
+    """Observed source address (behind NAT this differs from the Contact host)."""
+    port: int = 0
+    expires: int = 0
+    """Registration lifetime in seconds; 0 means not registered."""
+    registered_at: float | None = None
+    """Unix epoch seconds."""
+    last_keepalive: float | None = None
+    """Unix epoch seconds."""
+    online: bool = False
+    user_agent: str = ""
+    gb_version: str = ""
+    """``X-GB-Ver`` header value, if the device sent one."""
+    charset: str = "GB2312"
+    extra: dict[str, Any] = field(default_factory=dict)
+    """JSON-serialisable attributes added later without a schema change."""
+
+
+@dataclass(frozen=True, slots=True)
+class StatusEvent:
+    """One online/offline transition of a device, kept for the status history view."""
+
+    device_id: str
+    at: float
+    """Unix epoch seconds."""
+    online: bool
+    reason: str
+    """``"registered"``, ``"unregistered"``, ``"keepalive timeout"``, ``"expired"``..."""
+
+
+class BatchWriter(Protocol):
+    """What :class:`~gb28181.store.WriteBehind` needs from a store."""
+
+    @property
+    def dialect(self) -> str: ...
+
+    async def write_batch(
+        self, records: Sequence[DeviceRecord], events: Sequence[StatusEvent]
+    ) -> None: ...
+
+
+class Store(abc.ABC):
+    """Asynchronous device store; see :func:`~gb28181.store.open_store` to get one.
+
+    Usable as an async context manager (``async with await open_store(url) as store``), which
+    closes it on exit.
+    """
+
+    @property
+    @abc.abstractmethod
+    def dialect(self) -> str:
+        """``"sqlite"`` or ``"postgresql"``."""
+
+    @abc.abstractmethod
+    async def open(self) -> None:
+        """Connect. Does not migrate; :func:`open_store` calls :meth:`migrate` after this.
+
+        :raises StoreConnectionError: the database cannot be opened or reached.
+        """
+
+    @abc.abstractmethod
+    async def close(self) -> None:
+        """Release connections. Idempotent."""
+
+    @abc.abstractmethod
+    async def migrate(self) -> list[int]:
+        """Apply pending migrations in order, each in its own transaction, each exactly once.
+
+        Safe to run concurrently from several processes on one database.
+
+        :returns: the versions applied by this call (empty when already up to date).
+        :raises StoreMigrationError: a migration failed; it was rolled back.
+        """
+
+    @abc.abstractmethod
+    async def load_devices(self) -> list[DeviceRecord]:
+        """Every device, ordered by ``device_id`` (used to warm the registrar at start-up)."""
+
+    @abc.abstractmethod
+    async def get_device(self, device_id: str) -> DeviceRecord | None:
+        """One device, or ``None`` when unknown."""
+
+    @abc.abstractmethod
+    async def upsert_devices(self, records: Sequence[DeviceRecord]) -> None:
+        """Insert or fully replace devices in one transaction.
+
+        When ``records`` holds the same ``device_id`` more than once the last one wins.
+
+        :raises StoreDataError: a record cannot be stored (e.g. ``extra`` not JSON-serialisable);
+            nothing from the batch was written.
+        """
+
+    @abc.abstractmethod
+    async def delete_device(self, device_id: str) -> bool:
+        """Delete a device; its status history is kept.
+
+        :returns: whether a row was deleted.
+        """
+
+    @abc.abstractmethod
+    async def append_status_events(self, events: Sequence[StatusEvent]) -> None:
+        """Append status events in one transaction."""
+
+    @abc.abstractmethod
+    async def status_history(
+        self, device_id: str, *, limit: int = 100, before: float | None = None
+    ) -> list[StatusEvent]:
+        """Status events of one device, newest first.
+
+        :param limit: at most this many events.
+        :param before: only events strictly older than this epoch time (for paging, pass the
+            ``at`` of the last event of the previous page; events sharing that exact instant
+            are on the previous page or skipped).
+        """
+
+    @abc.abstractmethod
+    async def write_batch(
+        self, records: Sequence[DeviceRecord], events: Sequence[StatusEvent]
+    ) -> None:
+        """Upsert ``records`` and append ``events`` in a single transaction (all or nothing)."""
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()

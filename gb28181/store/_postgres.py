@@ -1,0 +1,354 @@
+"""PostgreSQL backend: the production and multi-node store.
+
+Uses an ``asyncpg`` pool. Batched writes are one ``INSERT ... SELECT FROM unnest(...)`` per
+table: every column travels as one typed array, so 10,000 devices are one statement and one
+round trip, with no per-row protocol overhead (the ``COPY``-like path without ``COPY``'s lack
+of ``ON CONFLICT``).
+
+Times are ``timestamptz`` in the schema and float epoch seconds in Python; the conversion is done
+in SQL (``to_timestamp`` / ``extract(epoch ...)``), at the microsecond resolution of
+``timestamptz``.
+
+Migrations run under a session advisory lock keyed on the current schema, so two nodes starting
+together apply each version exactly once: the second waits, then finds nothing pending.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import asyncpg
+
+from ._base import DeviceRecord, StatusEvent, Store
+from ._errors import (
+    StoreClosedError,
+    StoreConnectionError,
+    StoreDataError,
+    StoreError,
+    StoreMigrationError,
+)
+from ._migrations import Migration, load_migrations, pending_migrations
+from ._rows import (
+    DEVICE_COLUMNS,
+    TIME_COLUMNS,
+    check_limit,
+    device_from_row,
+    encode_extra,
+    latest_per_device,
+)
+
+__all__ = ["PostgresStore"]
+
+DIALECT = "postgresql"
+
+MIGRATION_LOCK_CLASS = 0x6B281
+"""First key of the two-key advisory lock taken while migrating (second: hash of the schema)."""
+
+_PG_TYPES: dict[str, str] = {
+    "port": "int4",
+    "expires": "int4",
+    "registered_at": "float8",
+    "last_keepalive": "float8",
+    "online": "bool",
+}
+
+
+def _select_expr(column: str) -> str:
+    if column in TIME_COLUMNS:
+        return f"extract(epoch FROM {column})::float8 AS {column}"
+    if column == "extra":
+        return "extra::text AS extra"
+    return column
+
+
+def _insert_expr(column: str) -> str:
+    if column in TIME_COLUMNS:
+        return f"to_timestamp(d.{column})"
+    if column == "extra":
+        return "d.extra::jsonb"
+    return f"d.{column}"
+
+
+_UPSERT = (
+    f"INSERT INTO devices ({', '.join(DEVICE_COLUMNS)}) "
+    f"SELECT {', '.join(_insert_expr(c) for c in DEVICE_COLUMNS)} FROM unnest("
+    + ", ".join(f"${i}::{_PG_TYPES.get(c, 'text')}[]" for i, c in enumerate(DEVICE_COLUMNS, 1))
+    + f") AS d({', '.join(DEVICE_COLUMNS)}) "
+    "ON CONFLICT (device_id) DO UPDATE SET "
+    + ", ".join(f"{c} = excluded.{c}" for c in DEVICE_COLUMNS if c != "device_id")
+)
+_SELECT_DEVICES = f"SELECT {', '.join(_select_expr(c) for c in DEVICE_COLUMNS)} FROM devices"
+# WITH ORDINALITY + ORDER BY keeps identity ids in batch order, the tie-break for equal times.
+_INSERT_EVENTS = (
+    "INSERT INTO device_status_history (device_id, at, online, reason) "
+    "SELECT e.device_id, to_timestamp(e.at), e.online, e.reason "
+    "FROM unnest($1::text[], $2::float8[], $3::bool[], $4::text[]) "
+    "WITH ORDINALITY AS e(device_id, at, online, reason, n) ORDER BY e.n"
+)
+_HISTORY = (
+    "SELECT device_id, extract(epoch FROM at)::float8, online, reason "
+    "FROM device_status_history WHERE device_id = $1 "
+    "AND ($2::float8 IS NULL OR at < to_timestamp($2::float8)) "
+    "ORDER BY at DESC, id DESC LIMIT $3"
+)
+_BOOTSTRAP = (
+    "CREATE TABLE IF NOT EXISTS schema_migrations ("
+    "version integer NOT NULL PRIMARY KEY, name text NOT NULL, "
+    "applied_at timestamptz NOT NULL DEFAULT now())"
+)
+_LOCK_KEY = "coalesce(current_schema(), '')"
+
+# Failures that mean "the server is not there / the connection broke", as opposed to a query
+# the server rejected.
+_CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.TooManyConnectionsError,
+    asyncpg.InvalidAuthorizationSpecificationError,
+    asyncpg.InvalidCatalogNameError,
+    TimeoutError,
+)
+
+
+class PostgresStore(Store):
+    """Store backed by a PostgreSQL database through an ``asyncpg`` pool.
+
+    :param dsn: ``postgresql://user[:password]@host[:port]/database[?param=value]``; extra query
+        parameters such as ``search_path`` become server settings.
+    :param min_size, max_size: pool bounds.
+    :param connect_timeout: seconds to wait for a connection.
+    :param migrations: override the shipped migrations (tests, extensions).
+    """
+
+    def __init__(
+        self,
+        dsn: str,
+        *,
+        min_size: int = 1,
+        max_size: int = 10,
+        connect_timeout: float = 10.0,
+        migrations: Sequence[Migration] | None = None,
+        display_url: str | None = None,
+    ) -> None:
+        self._dsn = dsn
+        self._display = display_url if display_url is not None else "postgresql"
+        self._min_size = min_size
+        self._max_size = max_size
+        self._connect_timeout = connect_timeout
+        self._migrations = (
+            list(migrations) if migrations is not None else load_migrations(DIALECT)
+        )
+        self._pool: asyncpg.Pool | None = None
+
+    @property
+    def dialect(self) -> str:
+        return DIALECT
+
+    def __repr__(self) -> str:
+        state = "open" if self._pool is not None else "closed"
+        return f"<PostgresStore {self._display} {state}>"
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def open(self) -> None:
+        if self._pool is not None:
+            return
+        with self._errors("open", connect=True):
+            self._pool = await asyncpg.create_pool(
+                self._dsn,
+                min_size=self._min_size,
+                max_size=self._max_size,
+                timeout=self._connect_timeout,
+            )
+
+    async def close(self) -> None:
+        pool, self._pool = self._pool, None
+        if pool is None:
+            return
+        with self._errors("close"):
+            await pool.close()
+
+    # -- migrations ------------------------------------------------------------------------
+
+    async def migrate(self) -> list[int]:
+        pool = self._require("migrate")
+        applied_now: list[int] = []
+        with self._errors("migrate"):
+            async with pool.acquire() as conn:
+                await conn.execute(
+                    f"SELECT pg_advisory_lock($1, hashtext({_LOCK_KEY}))", MIGRATION_LOCK_CLASS
+                )
+                try:
+                    await conn.execute(_BOOTSTRAP)
+                    rows = await conn.fetch("SELECT version FROM schema_migrations")
+                    for migration in pending_migrations(self._migrations, (r[0] for r in rows)):
+                        await self._apply(conn, migration)
+                        applied_now.append(migration.version)
+                finally:
+                    # Pool release also runs pg_advisory_unlock_all(); this just frees the
+                    # lock as early as possible, and must not mask the original error.
+                    with contextlib.suppress(asyncpg.PostgresError, *_CONNECTION_ERRORS):
+                        await conn.execute(
+                            f"SELECT pg_advisory_unlock($1, hashtext({_LOCK_KEY}))",
+                            MIGRATION_LOCK_CLASS,
+                        )
+        return applied_now
+
+    async def _apply(self, conn: asyncpg.Connection, migration: Migration) -> None:
+        try:
+            async with conn.transaction():
+                await conn.execute(migration.sql)
+                await conn.execute(
+                    "INSERT INTO schema_migrations (version, name, applied_at) "
+                    "VALUES ($1, $2, to_timestamp($3::float8))",
+                    migration.version,
+                    migration.name,
+                    time.time(),
+                )
+        except asyncpg.PostgresError as exc:
+            raise StoreMigrationError(
+                f"migration {migration.label} failed: {exc}", operation="migrate", dialect=DIALECT
+            ) from exc
+
+    async def applied_versions(self) -> list[int]:
+        """Versions recorded in ``schema_migrations``, ascending."""
+        pool = self._require("applied_versions")
+        with self._errors("applied_versions"):
+            rows = await pool.fetch("SELECT version FROM schema_migrations ORDER BY version")
+        return [int(r[0]) for r in rows]
+
+    # -- devices ---------------------------------------------------------------------------
+
+    async def load_devices(self) -> list[DeviceRecord]:
+        pool = self._require("load_devices")
+        with self._errors("load_devices"):
+            rows = await pool.fetch(f"{_SELECT_DEVICES} ORDER BY device_id")
+        return [device_from_row(r, operation="load_devices", dialect=DIALECT) for r in rows]
+
+    async def get_device(self, device_id: str) -> DeviceRecord | None:
+        pool = self._require("get_device")
+        with self._errors("get_device"):
+            row = await pool.fetchrow(f"{_SELECT_DEVICES} WHERE device_id = $1", device_id)
+        if row is None:
+            return None
+        return device_from_row(row, operation="get_device", dialect=DIALECT)
+
+    async def upsert_devices(self, records: Sequence[DeviceRecord]) -> None:
+        await self._write("upsert_devices", records, ())
+
+    async def delete_device(self, device_id: str) -> bool:
+        pool = self._require("delete_device")
+        with self._errors("delete_device"):
+            status = await pool.execute("DELETE FROM devices WHERE device_id = $1", device_id)
+        return bool(status != "DELETE 0")
+
+    # -- status history --------------------------------------------------------------------
+
+    async def append_status_events(self, events: Sequence[StatusEvent]) -> None:
+        await self._write("append_status_events", (), events)
+
+    async def status_history(
+        self, device_id: str, *, limit: int = 100, before: float | None = None
+    ) -> list[StatusEvent]:
+        check_limit(limit, operation="status_history", dialect=DIALECT)
+        pool = self._require("status_history")
+        with self._errors("status_history"):
+            rows = await pool.fetch(_HISTORY, device_id, before, limit)
+        return [StatusEvent(r[0], float(r[1]), bool(r[2]), r[3]) for r in rows]
+
+    # -- batched write ---------------------------------------------------------------------
+
+    async def write_batch(
+        self, records: Sequence[DeviceRecord], events: Sequence[StatusEvent]
+    ) -> None:
+        await self._write("write_batch", records, events)
+
+    async def _write(
+        self, operation: str, records: Sequence[DeviceRecord], events: Sequence[StatusEvent]
+    ) -> None:
+        devices = latest_per_device(records)
+        device_args = _device_columns(devices, operation) if devices else None
+        event_args = (
+            (
+                [e.device_id for e in events],
+                [e.at for e in events],
+                [e.online for e in events],
+                [e.reason for e in events],
+            )
+            if events
+            else None
+        )
+        if device_args is None and event_args is None:
+            return
+        pool = self._require(operation)
+        with self._errors(operation):
+            async with pool.acquire() as conn, conn.transaction():
+                if device_args is not None:
+                    await conn.execute(_UPSERT, *device_args)
+                if event_args is not None:
+                    await conn.execute(_INSERT_EVENTS, *event_args)
+
+    # -- plumbing --------------------------------------------------------------------------
+
+    def _require(self, operation: str) -> asyncpg.Pool:
+        if self._pool is None:
+            raise StoreClosedError(
+                f"store {self._display} is not open", operation=operation, dialect=DIALECT
+            )
+        return self._pool
+
+    @contextlib.contextmanager
+    def _errors(self, operation: str, *, connect: bool = False) -> Iterator[None]:
+        """Re-raise driver exceptions as typed store errors carrying the operation."""
+        try:
+            yield
+        except StoreError:
+            raise
+        except (
+            asyncpg.DataError,
+            asyncpg.IntegrityConstraintViolationError,
+            asyncpg.exceptions.DataError,
+        ) as exc:
+            raise StoreDataError(
+                f"{self._display}: {exc}", operation=operation, dialect=DIALECT
+            ) from exc
+        except _CONNECTION_ERRORS as exc:
+            raise StoreConnectionError(
+                f"{self._display}: {type(exc).__name__}: {exc}",
+                operation=operation,
+                dialect=DIALECT,
+            ) from exc
+        except asyncpg.PostgresError as exc:
+            kind = StoreConnectionError if connect else StoreError
+            raise kind(
+                f"{self._display}: {type(exc).__name__}: {exc}",
+                operation=operation,
+                dialect=DIALECT,
+            ) from exc
+
+
+def _device_columns(records: Sequence[DeviceRecord], operation: str) -> list[list[Any]]:
+    """Transpose records into one list per column, in :data:`DEVICE_COLUMNS` order."""
+    return [
+        [r.device_id for r in records],
+        [r.kind for r in records],
+        [r.name for r in records],
+        [r.password for r in records],
+        [r.transport for r in records],
+        [r.contact for r in records],
+        [r.host for r in records],
+        [r.port for r in records],
+        [r.expires for r in records],
+        [r.registered_at for r in records],
+        [r.last_keepalive for r in records],
+        [r.online for r in records],
+        [r.user_agent for r in records],
+        [r.gb_version for r in records],
+        [r.charset for r in records],
+        [encode_extra(r, operation=operation, dialect=DIALECT) for r in records],
+    ]

@@ -1,0 +1,312 @@
+"""SQLite backend: the embedded default (one file under ``./var``).
+
+One ``aiosqlite`` connection (a worker thread) serves the whole process; an ``asyncio.Lock``
+keeps each transaction's statements together, since interleaving two coroutines' statements on
+one connection would mix their transactions. The connection runs in autocommit mode and every
+write is an explicit ``BEGIN IMMEDIATE ... COMMIT``: taking the write lock up front means a
+second process waits (busy timeout) instead of failing half-way with ``SQLITE_BUSY``.
+
+WAL lets readers run beside the single writer; ``synchronous=NORMAL`` in WAL mode can lose the
+last commits on power loss but never corrupts the file, which suits state that devices
+re-send on their next REGISTER or keepalive anyway.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sqlite3
+import time
+from collections.abc import AsyncIterator, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+
+from ._base import DeviceRecord, StatusEvent, Store
+from ._errors import (
+    StoreClosedError,
+    StoreConnectionError,
+    StoreDataError,
+    StoreError,
+    StoreMigrationError,
+)
+from ._migrations import Migration, load_migrations, pending_migrations, split_sqlite_script
+from ._rows import (
+    DEVICE_COLUMNS,
+    check_limit,
+    device_from_row,
+    encode_extra,
+    latest_per_device,
+)
+
+__all__ = ["SqliteStore"]
+
+DIALECT = "sqlite"
+MEMORY = ":memory:"
+
+_COLUMNS = ", ".join(DEVICE_COLUMNS)
+_UPSERT = (
+    f"INSERT INTO devices ({_COLUMNS}) VALUES ({', '.join('?' * len(DEVICE_COLUMNS))}) "
+    "ON CONFLICT (device_id) DO UPDATE SET "
+    + ", ".join(f"{c} = excluded.{c}" for c in DEVICE_COLUMNS if c != "device_id")
+)
+_SELECT_DEVICES = f"SELECT {_COLUMNS} FROM devices"
+_INSERT_EVENT = "INSERT INTO device_status_history (device_id, at, online, reason) VALUES (?, ?, ?, ?)"
+_BOOTSTRAP = (
+    "CREATE TABLE IF NOT EXISTS schema_migrations ("
+    "version INTEGER NOT NULL PRIMARY KEY, name TEXT NOT NULL, applied_at REAL NOT NULL)"
+)
+
+
+class SqliteStore(Store):
+    """Store backed by one SQLite file (or ``":memory:"`` for throw-away tests).
+
+    :param path: database file; relative paths are resolved against the current directory at
+        :meth:`open` time and the parent directory is created.
+    :param busy_timeout: seconds to wait for another process's write lock.
+    :param migrations: override the shipped migrations (tests, extensions).
+    """
+
+    def __init__(
+        self,
+        path: str,
+        *,
+        busy_timeout: float = 5.0,
+        migrations: Sequence[Migration] | None = None,
+    ) -> None:
+        self._path = path
+        self._busy_timeout = busy_timeout
+        self._migrations = (
+            list(migrations) if migrations is not None else load_migrations(DIALECT)
+        )
+        self._conn: aiosqlite.Connection | None = None
+        self._lock = asyncio.Lock()
+
+    @property
+    def dialect(self) -> str:
+        return DIALECT
+
+    @property
+    def path(self) -> str:
+        """The database path as configured (``":memory:"`` for an in-memory store)."""
+        return self._path
+
+    def __repr__(self) -> str:
+        state = "open" if self._conn is not None else "closed"
+        return f"<SqliteStore {self._path!r} {state}>"
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def open(self) -> None:
+        if self._conn is not None:
+            return
+        target = self._path
+        with self._errors("open", connect=True):
+            if target != MEMORY:
+                file = Path(target).expanduser().absolute()
+                file.parent.mkdir(parents=True, exist_ok=True)
+                target = str(file)
+            conn = await aiosqlite.connect(
+                target, isolation_level=None, timeout=self._busy_timeout
+            )
+            try:
+                if target != MEMORY:
+                    await conn.execute("PRAGMA journal_mode=WAL")
+                await conn.execute("PRAGMA synchronous=NORMAL")
+                await conn.execute(f"PRAGMA busy_timeout={int(self._busy_timeout * 1000)}")
+            except BaseException:
+                await conn.close()
+                raise
+        self._conn = conn
+
+    async def close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is None:
+            return
+        async with self._lock:
+            with self._errors("close"):
+                await conn.close()
+
+    # -- migrations ------------------------------------------------------------------------
+
+    async def migrate(self) -> list[int]:
+        applied_now: list[int] = []
+        async with self._lock:
+            conn = self._require("migrate")
+            with self._errors("migrate"):
+                await conn.execute(_BOOTSTRAP)
+            for migration in self._migrations:
+                # Re-read inside each write transaction: another process may have applied
+                # this version while we waited for the lock.
+                async with self._transaction(conn, "migrate"):
+                    rows = await conn.execute_fetchall("SELECT version FROM schema_migrations")
+                    if not pending_migrations([migration], (r[0] for r in rows)):
+                        continue
+                    await self._apply(conn, migration)
+                applied_now.append(migration.version)
+        return applied_now
+
+    async def _apply(self, conn: aiosqlite.Connection, migration: Migration) -> None:
+        try:
+            for statement in split_sqlite_script(migration.sql):
+                await conn.execute(statement)
+            await conn.execute(
+                "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
+                (migration.version, migration.name, time.time()),
+            )
+        except sqlite3.Error as exc:
+            raise StoreMigrationError(
+                f"migration {migration.label} failed: {exc}", operation="migrate", dialect=DIALECT
+            ) from exc
+
+    async def applied_versions(self) -> list[int]:
+        """Versions recorded in ``schema_migrations``, ascending."""
+        async with self._lock:
+            conn = self._require("applied_versions")
+            with self._errors("applied_versions"):
+                rows = await conn.execute_fetchall(
+                    "SELECT version FROM schema_migrations ORDER BY version"
+                )
+        return [int(r[0]) for r in rows]
+
+    # -- devices ---------------------------------------------------------------------------
+
+    async def load_devices(self) -> list[DeviceRecord]:
+        async with self._lock:
+            conn = self._require("load_devices")
+            with self._errors("load_devices"):
+                rows = await conn.execute_fetchall(f"{_SELECT_DEVICES} ORDER BY device_id")
+        return [device_from_row(r, operation="load_devices", dialect=DIALECT) for r in rows]
+
+    async def get_device(self, device_id: str) -> DeviceRecord | None:
+        async with self._lock:
+            conn = self._require("get_device")
+            with self._errors("get_device"):
+                rows = list(
+                    await conn.execute_fetchall(
+                        f"{_SELECT_DEVICES} WHERE device_id = ?", (device_id,)
+                    )
+                )
+        if not rows:
+            return None
+        return device_from_row(rows[0], operation="get_device", dialect=DIALECT)
+
+    async def upsert_devices(self, records: Sequence[DeviceRecord]) -> None:
+        await self._write("upsert_devices", records, ())
+
+    async def delete_device(self, device_id: str) -> bool:
+        async with self._lock:
+            conn = self._require("delete_device")
+            async with self._transaction(conn, "delete_device"):
+                cursor = await conn.execute("DELETE FROM devices WHERE device_id = ?", (device_id,))
+                deleted = cursor.rowcount > 0
+                await cursor.close()
+        return deleted
+
+    # -- status history --------------------------------------------------------------------
+
+    async def append_status_events(self, events: Sequence[StatusEvent]) -> None:
+        await self._write("append_status_events", (), events)
+
+    async def status_history(
+        self, device_id: str, *, limit: int = 100, before: float | None = None
+    ) -> list[StatusEvent]:
+        check_limit(limit, operation="status_history", dialect=DIALECT)
+        sql = "SELECT device_id, at, online, reason FROM device_status_history WHERE device_id = ?"
+        params: list[Any] = [device_id]
+        if before is not None:
+            sql += " AND at < ?"
+            params.append(before)
+        sql += " ORDER BY at DESC, id DESC LIMIT ?"
+        params.append(limit)
+        async with self._lock:
+            conn = self._require("status_history")
+            with self._errors("status_history"):
+                rows = await conn.execute_fetchall(sql, params)
+        return [StatusEvent(r[0], float(r[1]), bool(r[2]), r[3]) for r in rows]
+
+    # -- batched write ---------------------------------------------------------------------
+
+    async def write_batch(
+        self, records: Sequence[DeviceRecord], events: Sequence[StatusEvent]
+    ) -> None:
+        await self._write("write_batch", records, events)
+
+    async def _write(
+        self, operation: str, records: Sequence[DeviceRecord], events: Sequence[StatusEvent]
+    ) -> None:
+        # Serialise before taking the lock: a bad record fails fast and writes nothing.
+        device_rows = [_device_row(r, operation) for r in latest_per_device(records)]
+        event_rows = [(e.device_id, e.at, int(e.online), e.reason) for e in events]
+        if not device_rows and not event_rows:
+            return
+        async with self._lock:
+            conn = self._require(operation)
+            async with self._transaction(conn, operation):
+                if device_rows:
+                    await conn.executemany(_UPSERT, device_rows)
+                if event_rows:
+                    await conn.executemany(_INSERT_EVENT, event_rows)
+
+    # -- plumbing --------------------------------------------------------------------------
+
+    def _require(self, operation: str) -> aiosqlite.Connection:
+        if self._conn is None:
+            raise StoreClosedError(
+                f"store {self._path!r} is not open", operation=operation, dialect=DIALECT
+            )
+        return self._conn
+
+    @contextlib.asynccontextmanager
+    async def _transaction(
+        self, conn: aiosqlite.Connection, operation: str
+    ) -> AsyncIterator[None]:
+        """``BEGIN IMMEDIATE`` ... ``COMMIT``, rolled back on any exception (caller holds lock)."""
+        with self._errors(operation):
+            await conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield
+            except BaseException:
+                if conn.in_transaction:
+                    await conn.execute("ROLLBACK")
+                raise
+            await conn.execute("COMMIT")
+
+    @contextlib.contextmanager
+    def _errors(self, operation: str, *, connect: bool = False) -> Iterator[None]:
+        """Re-raise driver exceptions as typed store errors carrying the operation."""
+        try:
+            yield
+        except StoreError:
+            raise
+        except (sqlite3.IntegrityError, sqlite3.DataError, OverflowError) as exc:
+            raise StoreDataError(
+                f"{self._path}: {exc}", operation=operation, dialect=DIALECT
+            ) from exc
+        except (sqlite3.Error, OSError, ValueError) as exc:
+            kind: type[StoreError] = StoreConnectionError if connect else StoreError
+            if isinstance(exc, ValueError) and "no active connection" in str(exc):
+                kind = StoreClosedError
+            raise kind(f"{self._path}: {exc}", operation=operation, dialect=DIALECT) from exc
+
+
+def _device_row(record: DeviceRecord, operation: str) -> tuple[Any, ...]:
+    return (
+        record.device_id,
+        record.kind,
+        record.name,
+        record.password,
+        record.transport,
+        record.contact,
+        record.host,
+        record.port,
+        record.expires,
+        record.registered_at,
+        record.last_keepalive,
+        int(record.online),
+        record.user_agent,
+        record.gb_version,
+        record.charset,
+        encode_extra(record, operation=operation, dialect=DIALECT),
+    )
