@@ -1,0 +1,260 @@
+"""Configuration: one TOML file, every key overridable by the environment.
+
+``GB28181_<SECTION>_<KEY>`` overrides ``[section] key`` (for example
+``GB28181_SIP_PORT=5070``). Values are validated when loaded; every problem
+is reported as a :class:`ConfigError` that names the key, so an operator sees
+``sip.id: must be 20 digits, got '3402'`` rather than a traceback.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import os
+import socket
+import tomllib
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "Config",
+    "ConfigError",
+    "HttpConfig",
+    "SipConfig",
+    "StorageConfig",
+    "detect_host_address",
+    "load_config",
+]
+
+ENV_PREFIX = "GB28181_"
+
+
+class ConfigError(ValueError):
+    """A configuration value is missing, of the wrong type or out of range."""
+
+    def __init__(self, key: str, message: str) -> None:
+        super().__init__(f"{key}: {message}")
+        self.key = key
+
+
+@dataclass(frozen=True, slots=True)
+class SipConfig:
+    """``[sip]``: identity of the platform and its SIP listeners."""
+
+    #: 20-digit platform ID (centre code, industry, type 200, network, serial).
+    id: str = "34020000002000000001"
+    #: 10-digit SIP domain, also the digest realm; defaults to the ID's first 10 digits.
+    domain: str = ""
+    #: Default device password, used when a device has no password of its own.
+    password: str = ""
+    #: Address the UDP and TCP listeners bind to.
+    listen: str = "0.0.0.0"
+    #: UDP and TCP port.
+    port: int = 5060
+    #: Address put in Via/Contact/SDP; empty = the listen address, or detected.
+    advertised_host: str = ""
+    #: Seconds between device keepalives (GB/T 28181 default 60).
+    keepalive_interval: float = 60.0
+    #: Missed keepalive intervals before a device is declared offline.
+    keepalive_misses: int = 3
+    #: Refuse REGISTERs whose IDs are not 20 digits (WVP's ``deviceIdStrict``).
+    strict_ids: bool = True
+    #: Shortest and longest registration the registrar grants, in seconds.
+    min_expires: int = 60
+    max_expires: int = 86400
+    #: Failed authentications before a device ID is locked out, and for how long.
+    lockout_failures: int = 5
+    lockout_seconds: float = 300.0
+    #: Put a GB/T 28181 ``Date`` header (device time sync) in REGISTER 200 OK.
+    date_header: bool = True
+    #: Reject SIP messages larger than this (bytes).
+    max_message_size: int = 65536
+    #: SIP over TLS port; 0 disables TLS.
+    tls_port: int = 0
+    tls_cert: str = ""
+    tls_key: str = ""
+    #: CA bundle for verifying client certificates; empty = no client certificates.
+    tls_client_ca: str = ""
+    #: Value of the Server / User-Agent header.
+    user_agent: str = "gb28181-platform"
+
+
+@dataclass(frozen=True, slots=True)
+class HttpConfig:
+    """``[http]``: the HTTP API, health and metrics endpoints."""
+
+    listen: str = "127.0.0.1"
+    port: int = 8080
+
+
+@dataclass(frozen=True, slots=True)
+class StorageConfig:
+    """``[storage]``: where devices, registrations and history are kept."""
+
+    #: ``sqlite:///relative/path.db``, ``sqlite:////abs/path.db`` or ``postgresql://...``.
+    url: str = "sqlite:///./var/gb28181.db"
+    #: Seconds between write-behind flushes of hot state.
+    flush_interval: float = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class LogConfig:
+    """``[log]``: logging."""
+
+    level: str = "INFO"
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    """The whole configuration."""
+
+    sip: SipConfig = field(default_factory=SipConfig)
+    http: HttpConfig = field(default_factory=HttpConfig)
+    storage: StorageConfig = field(default_factory=StorageConfig)
+    log: LogConfig = field(default_factory=LogConfig)
+
+
+def _coerce(key: str, typ: Any, value: Any) -> Any:
+    if typ is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.strip().lower() in ("1", "true", "yes", "on"):
+            return True
+        if isinstance(value, str) and value.strip().lower() in ("0", "false", "no", "off"):
+            return False
+        raise ConfigError(key, f"must be true or false, got {value!r}")
+    if typ is int:
+        if isinstance(value, bool):
+            raise ConfigError(key, f"must be an integer, got {value!r}")
+        try:
+            return int(str(value).strip())
+        except ValueError:
+            raise ConfigError(key, f"must be an integer, got {value!r}") from None
+    if typ is float:
+        if isinstance(value, bool):
+            raise ConfigError(key, f"must be a number, got {value!r}")
+        try:
+            return float(str(value).strip())
+        except ValueError:
+            raise ConfigError(key, f"must be a number, got {value!r}") from None
+    if typ is str:
+        if not isinstance(value, str):
+            raise ConfigError(key, f"must be a string, got {value!r}")
+        return value
+    raise ConfigError(key, f"unsupported type {typ!r}")  # pragma: no cover
+
+
+def _build_section(name: str, cls: type[Any], raw: Mapping[str, Any], env: Mapping[str, str]) -> Any:
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in dataclasses.fields(cls)}
+    for key in raw:
+        if key not in known:
+            raise ConfigError(f"{name}.{key}", "unknown key")
+    values: dict[str, Any] = {}
+    for f in dataclasses.fields(cls):
+        key = f"{name}.{f.name}"
+        env_name = f"{ENV_PREFIX}{name.upper()}_{f.name.upper()}"
+        if env_name in env:
+            values[f.name] = _coerce(env_name, hints[f.name], env[env_name])
+        elif f.name in raw:
+            values[f.name] = _coerce(key, hints[f.name], raw[f.name])
+    return cls(**values)
+
+
+def _check_port(key: str, port: int, *, allow_zero: bool = False) -> None:
+    if not (0 if allow_zero else 1) <= port <= 65535:
+        raise ConfigError(key, f"must be a port number 1-65535, got {port}")
+
+
+def detect_host_address() -> str:
+    """The local address of the default route, or 127.0.0.1 when there is none.
+
+    A UDP ``connect`` only selects a route; it sends nothing.
+    """
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.connect(("192.0.2.1", 9))  # TEST-NET-1: never routed, never sent to
+            addr = s.getsockname()[0]
+            return str(addr)
+    except OSError:
+        return "127.0.0.1"
+
+
+def _validate_sip(sip: SipConfig) -> SipConfig:
+    if len(sip.id) != 20 or not sip.id.isdigit():
+        raise ConfigError("sip.id", f"must be 20 digits, got {sip.id!r}")
+    domain = sip.domain or sip.id[:10]
+    if not domain.isdigit() or len(domain) not in (8, 10):
+        raise ConfigError("sip.domain", f"must be 10 digits (or 8), got {sip.domain!r}")
+    _check_port("sip.port", sip.port)
+    _check_port("sip.tls_port", sip.tls_port, allow_zero=True)
+    if sip.tls_port and (not sip.tls_cert or not sip.tls_key):
+        raise ConfigError("sip.tls_cert", "tls_port is set, so tls_cert and tls_key are required")
+    try:
+        listen = ipaddress.ip_address(sip.listen)
+    except ValueError:
+        raise ConfigError("sip.listen", f"must be an IP address, got {sip.listen!r}") from None
+    advertised = sip.advertised_host
+    if not advertised:
+        advertised = detect_host_address() if listen.is_unspecified else sip.listen
+    if advertised in ("0.0.0.0", "::", "[::]"):
+        raise ConfigError(
+            "sip.advertised_host", "must be an address peers can reach, never 0.0.0.0"
+        )
+    if sip.keepalive_interval <= 0:
+        raise ConfigError("sip.keepalive_interval", "must be positive")
+    if sip.keepalive_misses < 1:
+        raise ConfigError("sip.keepalive_misses", "must be at least 1")
+    if not 1 <= sip.min_expires <= sip.max_expires:
+        raise ConfigError("sip.min_expires", "must be at least 1 and not above sip.max_expires")
+    if sip.lockout_failures < 1:
+        raise ConfigError("sip.lockout_failures", "must be at least 1")
+    if not 1024 <= sip.max_message_size <= 1024 * 1024:
+        raise ConfigError("sip.max_message_size", "must be between 1024 and 1048576 bytes")
+    return dataclasses.replace(sip, domain=domain, advertised_host=advertised)
+
+
+def load_config(path: str | Path | None = None, env: Mapping[str, str] | None = None) -> Config:
+    """Load and validate the configuration.
+
+    :param path: a TOML file; ``None`` means built-in defaults only.
+    :param env: environment for ``GB28181_<SECTION>_<KEY>`` overrides
+        (``os.environ`` when ``None``).
+    :raises ConfigError: naming the offending key.
+    """
+    env = os.environ if env is None else env
+    raw: dict[str, Any] = {}
+    if path is not None:
+        try:
+            with open(path, "rb") as fh:
+                raw = tomllib.load(fh)
+        except FileNotFoundError:
+            raise ConfigError("config", f"file not found: {path}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError("config", f"{path} is not valid TOML: {exc}") from None
+    sections: dict[str, type[Any]] = {
+        f.name: typing.get_type_hints(Config)[f.name] for f in dataclasses.fields(Config)
+    }
+    for name, value in raw.items():
+        if name not in sections:
+            raise ConfigError(name, "unknown section")
+        if not isinstance(value, dict):
+            raise ConfigError(name, "must be a table")
+    built = {
+        name: _build_section(name, cls, raw.get(name, {}), env) for name, cls in sections.items()
+    }
+    cfg = Config(**built)
+    sip = _validate_sip(cfg.sip)
+    _check_port("http.port", cfg.http.port, allow_zero=True)
+    url = cfg.storage.url
+    if not (url.startswith("sqlite:") or url.startswith(("postgresql://", "postgres://"))):
+        raise ConfigError("storage.url", f"must be sqlite:///... or postgresql://..., got {url!r}")
+    if cfg.storage.flush_interval <= 0:
+        raise ConfigError("storage.flush_interval", "must be positive")
+    if cfg.log.level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+        raise ConfigError("log.level", f"must be DEBUG, INFO, WARNING or ERROR, got {cfg.log.level!r}")
+    return dataclasses.replace(cfg, sip=sip)
+

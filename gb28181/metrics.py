@@ -1,0 +1,120 @@
+"""Prometheus metrics of the signalling server.
+
+Names follow prometheus-client conventions: ``gb28181_`` prefix, base units
+(seconds), ``_total`` on counters. Each :class:`Metrics` owns its own
+registry so several servers (in tests) do not collide, and label children are
+cached because ``Counter.labels()`` is too slow for the per-message path.
+Gauges of registered/online devices are read from the registrar at scrape
+time, which costs nothing per message.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+__all__ = ["CONTENT_TYPE_LATEST", "Metrics"]
+
+_REGISTER_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1, 1.0)
+
+
+class Metrics:
+    """All signalling metrics, in one registry."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.devices_registered = Gauge(
+            "gb28181_devices_registered", "Devices with an unexpired registration", registry=r
+        )
+        self.devices_online = Gauge(
+            "gb28181_devices_online", "Devices online (registered and keeping alive)", registry=r
+        )
+        self.sip_messages = Counter(
+            "gb28181_sip_messages",
+            "SIP requests received (in) and sent (out), by method",
+            ["method", "direction"],
+            registry=r,
+        )
+        self.sip_responses = Counter(
+            "gb28181_sip_responses",
+            "SIP responses by status code and CSeq method, received (in) and sent (out)",
+            ["code", "method", "direction"],
+            registry=r,
+        )
+        self.sip_parse_errors = Counter(
+            "gb28181_sip_parse_errors",
+            "SIP messages that could not be parsed, by transport",
+            ["transport"],
+            registry=r,
+        )
+        self.register_seconds = Histogram(
+            "gb28181_register_duration_seconds",
+            "Time to handle one REGISTER, from parsed request to response",
+            buckets=_REGISTER_BUCKETS,
+            registry=r,
+        )
+        self.auth_failures = Counter(
+            "gb28181_auth_failures",
+            "Failed REGISTER authentications by reason",
+            ["reason"],
+            registry=r,
+        )
+        self.status_changes = Counter(
+            "gb28181_device_status_changes",
+            "Device online/offline transitions by reason",
+            ["online", "reason"],
+            registry=r,
+        )
+        self.store_flush_failures = Gauge(
+            "gb28181_store_flush_failures",
+            "Write-behind flushes to storage that failed (data kept and retried)",
+            registry=r,
+        )
+        self._msg_children: dict[tuple[str, str], Counter] = {}
+        self._resp_children: dict[tuple[int, str, str], Counter] = {}
+
+    def bind_device_counts(self, registered: Callable[[], float], online: Callable[[], float]) -> None:
+        """Read the device gauges from callables at scrape time."""
+        self.devices_registered.set_function(registered)
+        self.devices_online.set_function(online)
+
+    def message(self, method: str, direction: str) -> None:
+        """Count one SIP request."""
+        key = (method, direction)
+        child = self._msg_children.get(key)
+        if child is None:
+            if len(self._msg_children) >= 256:  # peers can invent methods
+                key = ("OTHER", direction)
+                child = self._msg_children.get(key)
+            if child is None:
+                child = self.sip_messages.labels(*key)
+                self._msg_children[key] = child
+        child.inc()
+
+    def response(self, code: int, method: str, direction: str) -> None:
+        """Count one SIP response."""
+        key = (code, method, direction)
+        child = self._resp_children.get(key)
+        if child is None:
+            if len(self._resp_children) >= 1024:
+                key = (code, "OTHER", direction)
+                child = self._resp_children.get(key)
+            if child is None:
+                child = self.sip_responses.labels(str(code), key[1], direction)
+                self._resp_children[key] = child
+        child.inc()
+
+    def auth_failure(self, reason: str) -> None:
+        """Count a failed authentication (RegistrarMetrics)."""
+        self.auth_failures.labels(reason).inc()
+
+    def status_change(self, online: bool, reason: str) -> None:
+        """Count a device status transition (RegistrarMetrics)."""
+        self.status_changes.labels("true" if online else "false", reason).inc()
+
+    def render(self) -> bytes:
+        """The text exposition format for ``/metrics``."""
+        return generate_latest(self.registry)

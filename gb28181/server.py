@@ -1,0 +1,236 @@
+"""The ``gb28181 serve`` process: storage, registrar, SIP, HTTP, wired together.
+
+Services receive their collaborators at construction (store, clock,
+metrics), so tests run a whole :class:`Platform` on loopback with a real
+SQLite file and injected time, without patching.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import os
+import signal
+import ssl
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import uvicorn
+
+from .api import build_app
+from .config import Config
+from .metrics import Metrics
+from .registrar import Registrar, RegistrarConfig
+from .signalling import Signalling
+from .sip import DigestVerifier, NonceIssuer
+from .store import Store, WriteBehind, open_store
+
+__all__ = ["Platform", "run"]
+
+log = logging.getLogger(__name__)
+
+#: Seconds between liveness sweeps (deadlines are exact; detection lags by at most this).
+SWEEP_INTERVAL = 1.0
+#: Lifetime of digest nonces.
+NONCE_LIFETIME = 300.0
+
+
+def _load_secret(store_url: str) -> bytes:
+    """The nonce secret: ``GB28181_SECRET`` if set, else a per-installation file.
+
+    Nonces must stay valid across processes that share it (several nodes)
+    and across a restart within their lifetime, so it is not random per run.
+    """
+    env = os.environ.get("GB28181_SECRET")
+    if env:
+        return hashlib.sha256(env.encode()).digest()
+    path = Path("var") / "secret"
+    if store_url.startswith("sqlite:///") and not store_url.startswith("sqlite:////"):
+        path = Path(store_url[len("sqlite:///") :]).parent / "secret"
+    elif store_url.startswith("sqlite:////"):
+        path = Path(store_url[len("sqlite:///") :]).parent / "secret"
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        secret = os.urandom(32)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(secret)
+        return secret
+
+
+class Platform:
+    """One signalling server: call :meth:`start`, then :meth:`stop`."""
+
+    def __init__(self, config: Config, *, clock: Callable[[], float] = time.time) -> None:
+        self.config = config
+        self.clock = clock
+        self.metrics = Metrics()
+        self.store: Store | None = None
+        self.writer: WriteBehind | None = None
+        self.signalling: Signalling | None = None
+        self.http: uvicorn.Server | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        sip = config.sip
+        self.registrar_config = RegistrarConfig(
+            server_id=sip.id,
+            domain=sip.domain,
+            default_password=sip.password,
+            keepalive_interval=sip.keepalive_interval,
+            keepalive_misses=sip.keepalive_misses,
+            strict_ids=sip.strict_ids,
+            min_expires=sip.min_expires,
+            max_expires=sip.max_expires,
+            lockout_failures=sip.lockout_failures,
+            lockout_seconds=sip.lockout_seconds,
+            date_header=sip.date_header,
+            user_agent=sip.user_agent,
+        )
+        self.registrar: Registrar | None = None
+
+    @property
+    def sip_addr(self) -> tuple[str, int]:
+        """The bound SIP address (useful when the port was 0)."""
+        assert self.signalling is not None and self.signalling.transport.local_addr is not None
+        return self.signalling.transport.local_addr
+
+    @property
+    def http_port(self) -> int:
+        """The bound HTTP port."""
+        assert self.http is not None and self.http.servers
+        sock = self.http.servers[0].sockets[0]
+        return int(sock.getsockname()[1])
+
+    async def start(self) -> None:
+        """Open storage, restore registrations, bind SIP and HTTP."""
+        cfg = self.config
+        self.store = await open_store(cfg.storage.url)
+        self.writer = WriteBehind(self.store, interval=cfg.storage.flush_interval)
+        verifier = DigestVerifier(NonceIssuer(_load_secret(cfg.storage.url), NONCE_LIFETIME), cfg.sip.domain)
+        self.registrar = Registrar(
+            self.registrar_config, verifier, sink=self.writer, metrics=self.metrics
+        )
+        records = await self.store.load_devices()
+        online = self.registrar.restore(records, self.clock())
+        log.info("restored %d devices (%d online) from %s", len(records), online, self.store.dialect)
+        self.metrics.bind_device_counts(
+            lambda: self.registrar.registered_count if self.registrar else 0,
+            lambda: self.registrar.online_count if self.registrar else 0,
+        )
+        self.writer.start()
+        self.signalling = Signalling(
+            self.registrar,
+            self.metrics,
+            server_id=cfg.sip.id,
+            max_size=cfg.sip.max_message_size,
+            user_agent=cfg.sip.user_agent,
+            clock=self.clock,
+        )
+        tls = self._tls_context()
+        await self.signalling.transport.start(
+            cfg.sip.listen, cfg.sip.port, tls_port=cfg.sip.tls_port, tls=tls
+        )
+        self._tasks.append(asyncio.create_task(self._sweeper(), name="liveness-sweep"))
+        if cfg.http.port >= 0:
+            await self._start_http()
+        if cfg.sip.password == "12345678":
+            log.warning("the default device password is in use: set [sip] password")
+        log.info(
+            "SIP listening on %s:%d (UDP+TCP), advertised as %s; HTTP on %s:%d",
+            *self.sip_addr,
+            cfg.sip.advertised_host,
+            cfg.http.listen,
+            self.http_port if self.http else -1,
+        )
+
+    def _tls_context(self) -> ssl.SSLContext | None:
+        sip = self.config.sip
+        if not sip.tls_port:
+            return None
+        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        ctx.load_cert_chain(sip.tls_cert, sip.tls_key)
+        if sip.tls_client_ca:
+            ctx.load_verify_locations(sip.tls_client_ca)
+            ctx.verify_mode = ssl.CERT_OPTIONAL
+        return ctx
+
+    async def _start_http(self) -> None:
+        assert self.registrar is not None and self.store is not None
+        app = build_app(self.registrar, self.metrics, self.store, self._ready)
+        config = uvicorn.Config(
+            app,
+            host=self.config.http.listen,
+            port=self.config.http.port,
+            log_config=None,
+            access_log=False,
+            lifespan="off",
+        )
+        self.http = uvicorn.Server(config)
+        self.http.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+        self._tasks.append(asyncio.create_task(self.http.serve(), name="http"))
+        while not self.http.started:
+            if self._tasks[-1].done():
+                self._tasks[-1].result()  # raises the bind error
+                raise RuntimeError("HTTP server stopped during start-up")
+            await asyncio.sleep(0.01)
+
+    async def _ready(self) -> bool:
+        if self.store is None or self.signalling is None:
+            return False
+        try:
+            await self.store.status_history("0", limit=1)
+        except Exception:
+            log.exception("readiness check: storage unreachable")
+            return False
+        return True
+
+    async def _sweeper(self) -> None:
+        while True:
+            await asyncio.sleep(SWEEP_INTERVAL)
+            if self.registrar is not None:
+                self.registrar.sweep(self.clock())
+
+    async def stop(self) -> None:
+        """Stop listeners, flush pending writes, close storage."""
+        if self.http is not None:
+            self.http.should_exit = True
+        for task in self._tasks:
+            if task.get_name() != "http":
+                task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks.clear()
+        if self.signalling is not None:
+            await self.signalling.transport.stop()
+        if self.writer is not None:
+            await self.writer.stop()
+        if self.store is not None:
+            await self.store.close()
+
+
+async def _serve(config: Config) -> None:
+    platform = Platform(config)
+    await platform.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.info("shutting down")
+    await platform.stop()
+
+
+def run(config: Config) -> None:
+    """Run the server until SIGINT/SIGTERM, on uvloop where available."""
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a dependency on POSIX
+        asyncio.run(_serve(config))
+    else:
+        uvloop.run(_serve(config))

@@ -1,0 +1,216 @@
+"""The SIP application: one handler per method, one per MANSCDP CmdType.
+
+Sits between the transaction layer (below) and the platform services
+(registrar now; catalog, calls and cascade later). It turns each
+``RequestReceived`` into a :class:`~gb28181.registrar.Source` and a call to
+the handler registered for the method, and each MANSCDP MESSAGE into a call
+to the handler registered for its (root, CmdType). Requests the platform
+sends go out through :meth:`Signalling.send_request`, whose future resolves
+with the final response.
+
+Answers follow gb28181-notes §4.1: every MESSAGE is answered at SIP level at
+once; a MESSAGE from a sender we do not know gets 404 (so a device that lost
+its registration re-registers), unparsable XML gets 400, an unknown root 415,
+and an unknown CmdType under a known root 200.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from . import manscdp
+from .metrics import Metrics
+from .registrar import Registrar, Source
+from .sip import (
+    AckReceived,
+    RequestReceived,
+    ResponseReceived,
+    SipMessage,
+    SipParseError,
+    SipRequest,
+    SipResponse,
+    TransactionConfig,
+    TransactionLayer,
+    TransactionTimedOut,
+    make_response,
+)
+from .transport import Connection, SipTransport
+
+__all__ = ["RequestHandler", "Signalling", "SipRequestTimeout"]
+
+log = logging.getLogger(__name__)
+
+RequestHandler = Callable[[SipRequest, Source, float], SipResponse | None]
+ManscdpHandler = Callable[[SipRequest, "manscdp.Message", Source, float], SipResponse | None]
+
+MANSCDP_CONTENT_TYPE = "application/manscdp+xml"
+
+
+class SipRequestTimeout(Exception):
+    """A request we sent got no final response (RFC 3261 timer B/F fired)."""
+
+
+class Signalling:
+    """Wires the transport, the transaction layer and the request handlers."""
+
+    def __init__(
+        self,
+        registrar: Registrar,
+        metrics: Metrics,
+        *,
+        server_id: str,
+        max_size: int,
+        user_agent: str,
+        clock: Callable[[], float] = time.time,
+        transaction_config: TransactionConfig | None = None,
+    ) -> None:
+        self.registrar = registrar
+        self.metrics = metrics
+        self.server_id = server_id
+        self.user_agent = user_agent
+        self.clock = clock
+        self.layer = TransactionLayer(transaction_config or TransactionConfig())
+        self.transport = SipTransport(
+            self.layer,
+            self._drain,
+            max_size=max_size,
+            clock=clock,
+            on_message=self._count,
+            on_connection_lost=self._connection_lost,
+        )
+        self.methods: dict[str, RequestHandler] = {
+            "REGISTER": self._on_register,
+            "MESSAGE": self._on_message,
+            "OPTIONS": self._on_options,
+        }
+        self.manscdp_handlers: dict[tuple[str, str], ManscdpHandler] = {
+            ("Notify", "Keepalive"): self._on_keepalive,
+        }
+        self._pending: dict[Any, asyncio.Future[SipResponse]] = {}
+
+    # -- event loop of the transaction layer -------------------------------
+    def _drain(self) -> None:
+        layer = self.layer
+        while (event := layer.next_event()) is not None:
+            if isinstance(event, RequestReceived):
+                self._on_request(event)
+            elif isinstance(event, ResponseReceived):
+                self._on_response(event)
+            elif isinstance(event, TransactionTimedOut):
+                fut = self._pending.pop(event.key, None)
+                if fut is not None and not fut.done():
+                    fut.set_exception(SipRequestTimeout(f"no response to {event.request!r}"))
+            elif isinstance(event, AckReceived):
+                pass  # dialogs (calls) will take these
+
+    def _on_request(self, event: RequestReceived) -> None:
+        request = event.request
+        now = self.clock()
+        conn = self.transport.connections.get(event.conn_id) if event.conn_id else None
+        transport = conn.transport if conn is not None else "UDP"
+        source = Source(transport, event.addr[0], event.addr[1], event.conn_id)
+        handler = self.methods.get(request.method)
+        try:
+            if handler is None:
+                response: SipResponse | None = make_response(
+                    request,
+                    405 if request.method in ("PUBLISH", "UPDATE", "PRACK", "REFER") else 501,
+                    to_tag=self._tag(),
+                    headers=[("Allow", ", ".join(sorted(self.methods)))],
+                )
+            else:
+                response = handler(request, source, now)
+        except SipParseError as exc:
+            response = make_response(request, exc.status_hint, str(exc)[:80], to_tag=self._tag())
+        except Exception:
+            log.exception("handler failed method=%s call-id=%s", request.method, request.call_id)
+            response = make_response(request, 500, to_tag=self._tag())
+        if response is not None:
+            self.layer.send_response(event.key, response, now)
+
+    def _on_response(self, event: ResponseReceived) -> None:
+        if event.response.status < 200:
+            return
+        fut = self._pending.pop(event.key, None)
+        if fut is not None and not fut.done():
+            fut.set_result(event.response)
+
+    def _count(self, msg: SipMessage, direction: str) -> None:
+        if isinstance(msg, SipRequest):
+            self.metrics.message(msg.method, direction)
+        elif isinstance(msg, SipResponse) and msg.status:
+            self.metrics.response(msg.status, msg.cseq[1], direction)
+        else:
+            self.metrics.sip_parse_errors.labels(direction.partition(":")[2] or "?").inc()
+
+    def _connection_lost(self, conn: Connection) -> None:
+        self.registrar.connection_lost(conn.conn_id, self.clock())
+
+    def _tag(self) -> str:
+        return self.registrar._tag()
+
+    # -- handlers -----------------------------------------------------------
+    def _on_register(self, request: SipRequest, source: Source, now: float) -> SipResponse:
+        started = time.perf_counter()
+        response = self.registrar.handle_register(request, source, now)
+        self.metrics.register_seconds.observe(time.perf_counter() - started)
+        return response
+
+    def _on_options(self, request: SipRequest, source: Source, now: float) -> SipResponse:
+        return make_response(
+            request,
+            200,
+            to_tag=self._tag(),
+            headers=[("Allow", ", ".join(sorted(self.methods))), ("Server", self.user_agent)],
+        )
+
+    def _on_message(self, request: SipRequest, source: Source, now: float) -> SipResponse | None:
+        ctype = request.content_type
+        if ctype != MANSCDP_CONTENT_TYPE:
+            return make_response(request, 415, to_tag=self._tag())
+        sender = request.from_.uri.user or ""
+        try:
+            msg = manscdp.decode(request.body)
+        except manscdp.ManscdpUnknownRootError as exc:
+            log.info("MESSAGE with unknown root from %s: %s", sender, exc)
+            return make_response(request, 415, to_tag=self._tag())
+        except manscdp.ManscdpError as exc:
+            log.info("bad MANSCDP body from %s call-id=%s: %s", sender, request.call_id, exc)
+            return make_response(request, 400, str(exc)[:80], to_tag=self._tag())
+        handler = self.manscdp_handlers.get((str(msg.root), msg.cmd_type))
+        if handler is None:
+            state = self.registrar.get(sender)
+            status = 200 if state is not None and state.registered else 404
+            return make_response(request, status, to_tag=self._tag())
+        return handler(request, msg, source, now)
+
+    def _on_keepalive(
+        self, request: SipRequest, msg: manscdp.Message, source: Source, now: float
+    ) -> SipResponse:
+        # The device is identified by the From user; the body's DeviceID is
+        # the same for devices and platforms alike (§9.6).
+        device_id = request.from_.uri.user or msg.device_id
+        ok = str(getattr(msg, "status", "OK")).upper() != "ERROR"
+        known = self.registrar.handle_keepalive(device_id, source, now, ok)
+        return make_response(request, 200 if known else 404, to_tag=self._tag())
+
+    # -- requests we send ---------------------------------------------------
+    async def send_request(
+        self, request: SipRequest, addr: tuple[str, int], *, conn_id: int | None = None
+    ) -> SipResponse:
+        """Send ``request`` in a client transaction; return its final response.
+
+        :raises SipRequestTimeout: no final response before timer B/F.
+        """
+        loop = asyncio.get_running_loop()
+        key = self.layer.send_request(
+            request, addr, self.clock(), reliable=conn_id is not None, conn_id=conn_id
+        )
+        fut: asyncio.Future[SipResponse] = loop.create_future()
+        self._pending[key] = fut
+        self.transport.flush()
+        return await fut
