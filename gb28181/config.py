@@ -189,7 +189,7 @@ def _validate_sip(sip: SipConfig) -> SipConfig:
     domain = sip.domain or sip.id[:10]
     if not domain.isdigit() or len(domain) not in (8, 10):
         raise ConfigError("sip.domain", f"must be 10 digits (or 8), got {sip.domain!r}")
-    _check_port("sip.port", sip.port)
+    _check_port("sip.port", sip.port, allow_zero=True)  # 0 = any free port (tests)
     _check_port("sip.tls_port", sip.tls_port, allow_zero=True)
     if sip.tls_port and (not sip.tls_cert or not sip.tls_key):
         raise ConfigError("sip.tls_cert", "tls_port is set, so tls_cert and tls_key are required")

@@ -136,15 +136,25 @@ class SipTransport:
     ) -> None:
         """Bind UDP and TCP on ``host:port`` (and TLS on ``tls_port``)."""
         loop = asyncio.get_running_loop()
-        udp_transport, protocol = await loop.create_datagram_endpoint(
-            lambda: _Udp(self), local_addr=(host, port)
-        )
+        # Port 0 asks for any free port; UDP picks it and TCP must get the
+        # same number, which another process may hold: try a few times.
+        for attempt in range(20 if port == 0 else 1):
+            udp_transport, protocol = await loop.create_datagram_endpoint(
+                lambda: _Udp(self), local_addr=(host, port)
+            )
+            sockname = udp_transport.get_extra_info("sockname")
+            try:
+                server = await loop.create_server(
+                    lambda: _Stream(self, "TCP"), host, sockname[1], reuse_address=True
+                )
+            except OSError:
+                udp_transport.close()
+                if port != 0 or attempt == 19:
+                    raise
+                continue
+            break
         self._udp = protocol
-        sockname = udp_transport.get_extra_info("sockname")
         self.local_addr = (sockname[0], sockname[1])
-        server = await loop.create_server(
-            lambda: _Stream(self, "TCP"), host, self.local_addr[1], reuse_address=True
-        )
         self._servers.append(server)
         if tls is not None:
             tls_server = await loop.create_server(

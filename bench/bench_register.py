@@ -1,0 +1,200 @@
+"""REGISTER-with-digest throughput and keepalive load, driven by SIPp.
+
+Run on demand (not part of the test suite):
+
+    python bench/bench_register.py [--devices 50000] [--register 40000]
+
+It starts ``gb28181 serve`` pinned to CPU 0 (SIPp runs on CPU 1), then:
+
+1. baseline: SIPp's own UAS (``bench/sipp/uas_register.xml``) answering the
+   same register scenario: registrations/s;
+2. our server: full digest registrations (REGISTER, 401, REGISTER, 200) at
+   the highest rate SIPp reaches: registrations/s and server CPU-µs per
+   registration, with the ratio to the baseline;
+3. ``--devices`` devices registered, then keeping alive as if every 60 s
+   (devices/60 keepalives per second) for ``--seconds``: server CPU share of
+   one core, and resident memory per registered device.
+
+Figures go to stdout; copy them into BENCHMARKS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+SERVER_ID = "34020000002000000001"
+DOMAIN = "3402000000"
+PASSWORD = "12345678"
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def rss_bytes(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+def injection(path: Path, count: int, start: int = 0) -> Path:
+    with path.open("w") as fh:
+        fh.write("SEQUENTIAL\n")
+        for n in range(start, start + count):
+            dev = f"34020000001320{n:06d}"
+            fh.write(
+                f"{dev};{SERVER_ID};{DOMAIN};[authentication username={dev} password={PASSWORD}]\n"
+            )
+    return path
+
+
+def sipp(
+    scenario: str, target: str, inf: Path, count: int, rate: int, *, limit: int, cpu: int = 1
+) -> tuple[float, int]:
+    """Run a SIPp client; return (wall seconds, exit code)."""
+    args = [
+        "taskset", "-c", str(cpu), shutil.which("sipp") or "sipp",
+        "-sf", str(HERE / "sipp" / scenario), "-inf", str(inf),
+        "-i", "127.0.0.1", "-p", str(free_port()), "-t", "u1",
+        "-m", str(count), "-r", str(rate), "-rp", "1000", "-l", str(limit),
+        "-timeout", "300", "-nostdin", "-max_recv_loops", "10000", "-max_sched_loops", "10000",
+        target,
+    ]  # fmt: skip
+    started = time.perf_counter()
+    proc = subprocess.run(args, capture_output=True, cwd=inf.parent, timeout=900)
+    return time.perf_counter() - started, proc.returncode
+
+
+def start_server(workdir: Path) -> tuple[subprocess.Popen[bytes], int]:
+    port = free_port()
+    http = free_port()
+    env = {
+        **os.environ,
+        "GB28181_SIP_LISTEN": "127.0.0.1",
+        "GB28181_SIP_PORT": str(port),
+        "GB28181_SIP_PASSWORD": PASSWORD,
+        "GB28181_HTTP_PORT": str(http),
+        "GB28181_LOG_LEVEL": "WARNING",
+        "GB28181_STORAGE_URL": f"sqlite:///{workdir}/bench.db",
+    }
+    proc = subprocess.Popen(
+        ["taskset", "-c", "0", sys.executable, "-m", "gb28181", "serve"],
+        cwd=workdir,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    import urllib.request
+
+    for _ in range(300):
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{http}/readyz", timeout=1) as r:
+                if r.status == 200:
+                    return proc, port
+        except OSError:
+            time.sleep(0.1)
+    proc.kill()
+    raise RuntimeError("server did not start")
+
+
+def baseline(workdir: Path, count: int) -> float:
+    port = free_port()
+    uas = subprocess.Popen(
+        [
+            "taskset", "-c", "0", shutil.which("sipp") or "sipp",
+            "-sf", str(HERE / "sipp" / "uas_register.xml"), "-i", "127.0.0.1",
+            "-p", str(port), "-t", "u1", "-nostdin",
+            "-max_recv_loops", "10000", "-max_sched_loops", "10000",
+        ],  # fmt: skip
+        cwd=workdir,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        time.sleep(0.5)
+        inf = injection(workdir / "baseline.csv", count)
+        wall, rc = sipp("register.xml", f"127.0.0.1:{port}", inf, count, 100000, limit=2000)
+    finally:
+        uas.terminate()
+        uas.wait(10)
+    return count / wall if rc == 0 else float("nan")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--register", type=int, default=40000, help="registrations for throughput")
+    ap.add_argument("--devices", type=int, default=50000, help="devices for the keepalive load")
+    ap.add_argument("--seconds", type=float, default=30.0, help="keepalive load duration")
+    args = ap.parse_args()
+    if not shutil.which("sipp"):
+        print("sipp not installed (Debian package sip-tester)", file=sys.stderr)
+        return 2
+    results: dict[str, float] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        workdir = Path(tmp)
+        results["baseline_sipp_uas_registrations_per_s"] = baseline(workdir, args.register)
+
+        proc, port = start_server(workdir)
+        try:
+            target = f"127.0.0.1:{port}"
+            rss0 = rss_bytes(proc.pid)
+            inf = injection(workdir / "reg.csv", args.register, start=100000)
+            cpu0 = cpu_seconds(proc.pid)
+            wall, rc = sipp("register.xml", target, inf, args.register, 100000, limit=2000)
+            cpu = cpu_seconds(proc.pid) - cpu0
+            results["register_exit_code"] = rc
+            results["registrations_per_s"] = args.register / wall
+            results["server_cpu_us_per_registration"] = cpu / args.register * 1e6
+            results["ratio_to_sipp_uas"] = (
+                results["registrations_per_s"] / results["baseline_sipp_uas_registrations_per_s"]
+            )
+
+            # Keepalive load: register the device population, then keep it alive.
+            inf = injection(workdir / "pop.csv", args.devices)
+            _, rc = sipp("register.xml", target, inf, args.devices, 5000, limit=2000)
+            results["population_register_exit_code"] = rc
+            time.sleep(3)  # let the write-behind flush settle
+            rss1 = rss_bytes(proc.pid)
+            results["rss_bytes_per_device"] = (rss1 - rss0) / (args.devices + args.register)
+            rate = max(1, round(args.devices / 60))
+            n = int(rate * args.seconds)
+            cpu0 = cpu_seconds(proc.pid)
+            wall, rc = sipp("keepalive.xml", target, inf, n, rate, limit=2000)
+            cpu = cpu_seconds(proc.pid) - cpu0
+            results["keepalive_exit_code"] = rc
+            results["keepalives_per_s"] = n / wall
+            results["keepalive_core_share_percent"] = cpu / wall * 100
+            results["server_cpu_us_per_keepalive"] = cpu / n * 1e6
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+    print(json.dumps(results, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,93 @@
+"""Configuration: defaults, TOML, environment overrides, errors naming the key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from gb28181.config import ConfigError, load_config
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_shipped_default_file_loads() -> None:
+    cfg = load_config(ROOT / "conf" / "gb28181.toml", env={})
+    assert cfg.sip.id == "34020000002000000001"
+    assert cfg.sip.domain == "3402000000"
+    assert cfg.sip.port == 5060
+    assert cfg.sip.keepalive_interval == 60 and cfg.sip.keepalive_misses == 3
+    assert cfg.storage.url == "sqlite:///./var/gb28181.db"
+    assert cfg.http.port == 8080
+    assert cfg.sip.advertised_host not in ("", "0.0.0.0")
+
+
+def test_builtin_defaults_without_file() -> None:
+    cfg = load_config(None, env={})
+    assert cfg.sip.domain == cfg.sip.id[:10]
+
+
+def test_environment_overrides_every_section() -> None:
+    cfg = load_config(
+        None,
+        env={
+            "GB28181_SIP_PORT": "5070",
+            "GB28181_SIP_STRICT_IDS": "false",
+            "GB28181_SIP_KEEPALIVE_INTERVAL": "30",
+            "GB28181_HTTP_PORT": "9090",
+            "GB28181_STORAGE_URL": "postgresql://postgres@127.0.0.1/gb",
+            "GB28181_LOG_LEVEL": "debug",
+        },
+    )
+    assert cfg.sip.port == 5070
+    assert cfg.sip.strict_ids is False
+    assert cfg.sip.keepalive_interval == 30.0
+    assert cfg.http.port == 9090
+    assert cfg.storage.url.startswith("postgresql://")
+
+
+def test_explicit_domain_and_advertised_host(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text('[sip]\ndomain = "3402000001"\nadvertised_host = "203.0.113.5"\n')
+    cfg = load_config(path, env={})
+    assert cfg.sip.domain == "3402000001"
+    assert cfg.sip.advertised_host == "203.0.113.5"
+
+
+def test_listen_address_is_advertised_when_specific() -> None:
+    cfg = load_config(None, env={"GB28181_SIP_LISTEN": "127.0.0.1"})
+    assert cfg.sip.advertised_host == "127.0.0.1"
+
+
+@pytest.mark.parametrize(
+    ("text", "env", "key"),
+    [
+        ('[sip]\nid = "123"\n', {}, "sip.id"),
+        ('[sip]\ndomain = "12ab"\n', {}, "sip.domain"),
+        ("[sip]\nport = 70000\n", {}, "sip.port"),
+        ('[sip]\nport = "x"\n', {}, "sip.port"),
+        ('[sip]\nadvertised_host = "0.0.0.0"\n', {}, "sip.advertised_host"),
+        ('[sip]\nlisten = "not-an-ip"\n', {}, "sip.listen"),
+        ("[sip]\nkeepalive_misses = 0\n", {}, "sip.keepalive_misses"),
+        ("[sip]\nnonsense = 1\n", {}, "sip.nonsense"),
+        ("[bogus]\n", {}, "bogus"),
+        ("[sip]\ntls_port = 5061\n", {}, "sip.tls_cert"),
+        ('[storage]\nurl = "mysql://x"\n', {}, "storage.url"),
+        ('[log]\nlevel = "LOUD"\n', {}, "log.level"),
+        ("", {"GB28181_SIP_PORT": "abc"}, "GB28181_SIP_PORT"),
+        ("", {"GB28181_SIP_STRICT_IDS": "maybe"}, "GB28181_SIP_STRICT_IDS"),
+        ("not toml [", {}, "config"),
+    ],
+)
+def test_bad_values_name_the_key(tmp_path: Path, text: str, env: dict[str, str], key: str) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as info:
+        load_config(path, env=env)
+    assert info.value.key == key
+    assert str(info.value).startswith(f"{key}: ")
+
+
+def test_missing_file_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="file not found"):
+        load_config(tmp_path / "absent.toml", env={})
