@@ -3,3 +3,54 @@
 This package never imports :mod:`gb28181`; the platform drives it through a
 small control interface that also works across processes.
 """
+
+from media.frame_assembler import AssembledFrame, FrameAssembler
+from media.nal import inspect_video, is_keyframe
+from media.ps import Codec, PsError, PsFrame, StreamKind
+from media.ps_demux import PsDemuxer, parse_psm
+from media.ps_mux import PsMuxer
+from media.rfc4571 import Rfc4571Error, Rfc4571Splitter
+from media.rfc4571 import frame as rfc4571_frame
+from media.rtp import (
+    RtpError,
+    RtpExtension,
+    RtpHeader,
+    RtpPacket,
+    RtpPacketizer,
+    peek_ssrc_seq_ts,
+    seq_add,
+    seq_diff,
+    seq_gt,
+    ts_add,
+    ts_diff,
+    ts_gt,
+)
+
+__all__ = [
+    "AssembledFrame",
+    "Codec",
+    "FrameAssembler",
+    "PsDemuxer",
+    "PsError",
+    "PsFrame",
+    "PsMuxer",
+    "Rfc4571Error",
+    "Rfc4571Splitter",
+    "RtpError",
+    "RtpExtension",
+    "RtpHeader",
+    "RtpPacket",
+    "RtpPacketizer",
+    "StreamKind",
+    "inspect_video",
+    "is_keyframe",
+    "parse_psm",
+    "peek_ssrc_seq_ts",
+    "rfc4571_frame",
+    "seq_add",
+    "seq_diff",
+    "seq_gt",
+    "ts_add",
+    "ts_diff",
+    "ts_gt",
+]

@@ -134,9 +134,7 @@ class RtpHeader:
         return size
 
     @classmethod
-    def parse(
-        cls, data: bytes | bytearray | memoryview
-    ) -> tuple[RtpHeader, int, bool]:
+    def parse(cls, data: bytes | bytearray | memoryview) -> tuple[RtpHeader, int, bool]:
         """Parse the header at the start of ``data``.
 
         :returns: ``(header, header_length, padding_flag)``.
