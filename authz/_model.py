@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from enum import Enum, IntEnum
 
 __all__ = [
+    "EXTRACTION_ACTIONS",
     "MAX_LEVEL",
     "MIN_LEVEL",
     "Action",
@@ -122,7 +123,9 @@ class Window:
     def month_mask(self) -> int:
         """Bit ``m`` is set when month ``m`` (1..12) lies in the window."""
         first, last = self.first_month, self.last_month
-        months = range(first, last + 1) if first <= last else [*range(first, 13), *range(1, last + 1)]
+        months = (
+            range(first, last + 1) if first <= last else [*range(first, 13), *range(1, last + 1)]
+        )
         mask = 0
         for month in months:
             mask |= 1 << month
@@ -183,7 +186,9 @@ class Principal:
     is_emergency_manager: bool = False
     # Precomputed for Policy.decide; not part of identity.
     _row: int = field(init=False, repr=False, compare=False, hash=False, default=0)
-    _prefixes: tuple[str, ...] = field(init=False, repr=False, compare=False, hash=False, default=())
+    _prefixes: tuple[str, ...] = field(
+        init=False, repr=False, compare=False, hash=False, default=()
+    )
     _ids: frozenset[str] = field(
         init=False, repr=False, compare=False, hash=False, default=frozenset()
     )
@@ -200,7 +205,9 @@ class Principal:
         setter(self, "_row", (self.level - 1) * 32)
         setter(self, "_prefixes", tuple(self.scope.prefixes))
         setter(self, "_ids", frozenset(self.scope.channel_ids))
-        compiled = tuple((w.month_mask, w.first_minute, w.last_minute, w.flag) for w in self.windows)
+        compiled = tuple(
+            (w.month_mask, w.first_minute, w.last_minute, w.flag) for w in self.windows
+        )
         setter(self, "_compiled_windows", compiled)
 
     def in_windows(self, now: float, flags: frozenset[str], utc_offset: int) -> bool:

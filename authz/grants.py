@@ -254,7 +254,9 @@ class GrantBook:
         grant = self.get(grant_id)
         if by.id != grant.requested_by and not _may_decide(by, now):
             raise GrantNotAuthorised(f"{by.id} may not revoke grant {grant_id}")
-        valid_to = min(grant.valid_to, now) if grant.state is GrantState.APPROVED else grant.valid_to
+        valid_to = (
+            min(grant.valid_to, now) if grant.state is GrantState.APPROVED else grant.valid_to
+        )
         return self._set_state(grant, "revoke", valid_to=valid_to, note=note)
 
     def handle_timer(self, now: float) -> None:
