@@ -109,6 +109,10 @@ class Store(abc.ABC):
         """
 
     @abc.abstractmethod
+    async def applied_versions(self) -> list[int]:
+        """Migration versions recorded in ``schema_migrations``, ascending."""
+
+    @abc.abstractmethod
     async def load_devices(self) -> list[DeviceRecord]:
         """Every device, ordered by ``device_id`` (used to warm the registrar at start-up)."""
 

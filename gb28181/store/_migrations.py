@@ -138,6 +138,4 @@ def split_sqlite_script(sql: str) -> list[str]:
 
 def _has_code(chunk: str) -> bool:
     """Whether ``chunk`` holds anything besides whitespace and ``--`` comments."""
-    return any(
-        line.strip() and not line.strip().startswith("--") for line in chunk.splitlines()
-    )
+    return any(line.strip() and not line.strip().startswith("--") for line in chunk.splitlines())

@@ -20,7 +20,10 @@ import time
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-import asyncpg
+import asyncpg  # type: ignore[import-untyped]
+from asyncpg.exceptions._base import (  # type: ignore[import-untyped]
+    DataError as _ArgumentError,
+)
 
 from ._base import DeviceRecord, StatusEvent, Store
 from ._errors import (
@@ -39,6 +42,7 @@ from ._rows import (
     encode_extra,
     latest_per_device,
 )
+from ._url import redact_url
 
 __all__ = ["PostgresStore"]
 
@@ -133,16 +137,13 @@ class PostgresStore(Store):
         max_size: int = 10,
         connect_timeout: float = 10.0,
         migrations: Sequence[Migration] | None = None,
-        display_url: str | None = None,
     ) -> None:
         self._dsn = dsn
-        self._display = display_url if display_url is not None else "postgresql"
+        self._display = redact_url(dsn)
         self._min_size = min_size
         self._max_size = max_size
         self._connect_timeout = connect_timeout
-        self._migrations = (
-            list(migrations) if migrations is not None else load_migrations(DIALECT)
-        )
+        self._migrations = list(migrations) if migrations is not None else load_migrations(DIALECT)
         self._pool: asyncpg.Pool | None = None
 
     @property
@@ -310,9 +311,9 @@ class PostgresStore(Store):
         except StoreError:
             raise
         except (
-            asyncpg.DataError,
+            _ArgumentError,  # client side: a value asyncpg cannot encode for its column type
+            asyncpg.DataError,  # server side, SQLSTATE class 22
             asyncpg.IntegrityConstraintViolationError,
-            asyncpg.exceptions.DataError,
         ) as exc:
             raise StoreDataError(
                 f"{self._display}: {exc}", operation=operation, dialect=DIALECT

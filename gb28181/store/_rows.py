@@ -19,8 +19,8 @@ __all__ = [
     "TIME_COLUMNS",
     "check_limit",
     "decode_extra",
-    "encode_extra",
     "device_from_row",
+    "encode_extra",
     "latest_per_device",
 ]
 
@@ -72,7 +72,9 @@ def encode_extra(record: DeviceRecord, *, operation: str, dialect: str) -> str:
         ) from exc
 
 
-def decode_extra(text: str | None, device_id: str, *, operation: str, dialect: str) -> dict[str, Any]:
+def decode_extra(
+    text: str | None, device_id: str, *, operation: str, dialect: str
+) -> dict[str, Any]:
     """Parse the stored ``extra`` column back into a dict."""
     if not text:
         return {}
@@ -136,5 +138,7 @@ def device_from_row(row: Sequence[Any], *, operation: str, dialect: str) -> Devi
 def check_limit(limit: int, *, operation: str, dialect: str) -> int:
     """Reject a negative page size before it reaches SQL (SQLite reads -1 as "no limit")."""
     if limit < 0:
-        raise StoreDataError(f"limit must be >= 0, got {limit}", operation=operation, dialect=dialect)
+        raise StoreDataError(
+            f"limit must be >= 0, got {limit}", operation=operation, dialect=dialect
+        )
     return limit

@@ -39,11 +39,11 @@ from ._rows import (
     encode_extra,
     latest_per_device,
 )
+from ._url import MEMORY
 
 __all__ = ["SqliteStore"]
 
 DIALECT = "sqlite"
-MEMORY = ":memory:"
 
 _COLUMNS = ", ".join(DEVICE_COLUMNS)
 _UPSERT = (
@@ -52,7 +52,9 @@ _UPSERT = (
     + ", ".join(f"{c} = excluded.{c}" for c in DEVICE_COLUMNS if c != "device_id")
 )
 _SELECT_DEVICES = f"SELECT {_COLUMNS} FROM devices"
-_INSERT_EVENT = "INSERT INTO device_status_history (device_id, at, online, reason) VALUES (?, ?, ?, ?)"
+_INSERT_EVENT = (
+    "INSERT INTO device_status_history (device_id, at, online, reason) VALUES (?, ?, ?, ?)"
+)
 _BOOTSTRAP = (
     "CREATE TABLE IF NOT EXISTS schema_migrations ("
     "version INTEGER NOT NULL PRIMARY KEY, name TEXT NOT NULL, applied_at REAL NOT NULL)"
@@ -77,9 +79,7 @@ class SqliteStore(Store):
     ) -> None:
         self._path = path
         self._busy_timeout = busy_timeout
-        self._migrations = (
-            list(migrations) if migrations is not None else load_migrations(DIALECT)
-        )
+        self._migrations = list(migrations) if migrations is not None else load_migrations(DIALECT)
         self._conn: aiosqlite.Connection | None = None
         self._lock = asyncio.Lock()
 
@@ -107,9 +107,7 @@ class SqliteStore(Store):
                 file = Path(target).expanduser().absolute()
                 file.parent.mkdir(parents=True, exist_ok=True)
                 target = str(file)
-            conn = await aiosqlite.connect(
-                target, isolation_level=None, timeout=self._busy_timeout
-            )
+            conn = await aiosqlite.connect(target, isolation_level=None, timeout=self._busy_timeout)
             try:
                 if target != MEMORY:
                     await conn.execute("PRAGMA journal_mode=WAL")
@@ -136,9 +134,10 @@ class SqliteStore(Store):
             conn = self._require("migrate")
             with self._errors("migrate"):
                 await conn.execute(_BOOTSTRAP)
-            for migration in self._migrations:
-                # Re-read inside each write transaction: another process may have applied
-                # this version while we waited for the lock.
+                rows = await conn.execute_fetchall("SELECT version FROM schema_migrations")
+            for migration in pending_migrations(self._migrations, (r[0] for r in rows)):
+                # Re-read inside the write transaction: another process may have applied
+                # this version while we waited for its lock.
                 async with self._transaction(conn, "migrate"):
                     rows = await conn.execute_fetchall("SELECT version FROM schema_migrations")
                     if not pending_migrations([migration], (r[0] for r in rows)):
@@ -259,9 +258,7 @@ class SqliteStore(Store):
         return self._conn
 
     @contextlib.asynccontextmanager
-    async def _transaction(
-        self, conn: aiosqlite.Connection, operation: str
-    ) -> AsyncIterator[None]:
+    async def _transaction(self, conn: aiosqlite.Connection, operation: str) -> AsyncIterator[None]:
         """``BEGIN IMMEDIATE`` ... ``COMMIT``, rolled back on any exception (caller holds lock)."""
         with self._errors(operation):
             await conn.execute("BEGIN IMMEDIATE")

@@ -1,0 +1,46 @@
+"""Persistence: one async :class:`Store` interface over SQLite (default) and PostgreSQL.
+
+``await open_store(url)`` picks the backend from the URL, connects and applies migrations.
+The registrar keeps hot state in memory and persists through :class:`WriteBehind`, which
+coalesces per-device writes into periodic batched transactions.
+"""
+
+from __future__ import annotations
+
+from ._base import BatchWriter, DeviceRecord, StatusEvent, Store
+from ._batcher import WriteBehind
+from ._errors import (
+    StoreClosedError,
+    StoreConfigError,
+    StoreConnectionError,
+    StoreDataError,
+    StoreError,
+    StoreMigrationError,
+)
+from ._factory import open_store
+from ._migrations import Migration, load_migrations
+from ._postgres import PostgresStore
+from ._sqlite import SqliteStore
+from ._url import StoreUrl, parse_store_url, redact_url
+
+__all__ = [
+    "BatchWriter",
+    "DeviceRecord",
+    "Migration",
+    "PostgresStore",
+    "SqliteStore",
+    "StatusEvent",
+    "Store",
+    "StoreClosedError",
+    "StoreConfigError",
+    "StoreConnectionError",
+    "StoreDataError",
+    "StoreError",
+    "StoreMigrationError",
+    "StoreUrl",
+    "WriteBehind",
+    "load_migrations",
+    "open_store",
+    "parse_store_url",
+    "redact_url",
+]
