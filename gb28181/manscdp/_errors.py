@@ -1,9 +1,10 @@
 """Error types of the MANSCDP codec.
 
-Split by who is at fault (see docs/style.md §2): ``ManscdpRemoteError`` means the peer sent a body
-we cannot use, and carries the SIP status a MESSAGE handler should answer with; ``ManscdpLocalError``
-means our own caller asked for something that cannot be encoded. Both derive from ``ManscdpError``
-(itself a ``ValueError``), the only exception type a decoder of network input may raise.
+Split by who is at fault (see docs/style.md §2): ``ManscdpRemoteError`` means the peer sent a
+body we cannot use, and carries the SIP status a MESSAGE handler should answer with;
+``ManscdpLocalError`` means our own caller asked for something that cannot be encoded. Both
+derive from ``ManscdpError`` (itself a ``ValueError``), the only exception type a decoder of
+network input may raise.
 """
 
 from __future__ import annotations
