@@ -14,9 +14,12 @@ Tolerated because real devices do it: LF-only line ends, padded
 ``Content-Length``, compact header names, any header-name case, leading blank
 lines before the start line. Rejected with :class:`SipParseError` (which names
 the status to answer): messages over ``max_size`` (513), a bad start line,
-missing mandatory headers, an unparsable CSeq or Content-Length, a CSeq
-method that differs from the request method, and a body shorter than its
-Content-Length on a datagram.
+missing mandatory headers, a repeated From/To/Call-ID/CSeq/Max-Forwards, an
+unparsable CSeq, Max-Forwards or Content-Length, a CSeq method that differs
+from the request method, and a body shorter than its Content-Length on a
+datagram. Everything else is checked when an accessor parses it, or all at
+once by :meth:`SipMessage.check`; ``tests/fixtures/rfc4475`` (RFC 4475) shows
+which check refuses each torture message.
 """
 
 from __future__ import annotations
@@ -93,6 +96,15 @@ REASON_PHRASES: dict[int, str] = {
 
 _TOKEN_RE = re.compile(r"[A-Za-z0-9\-.!%*_+`'~]+")
 _MANDATORY = ("via", "from", "to", "call-id", "cseq")
+#: Headers that may appear once only (RFC 3261 §7.3.1, RFC 4475 multi01).
+_SINGLE = ("from", "to", "call-id", "cseq", "max-forwards")
+
+
+def _is_digits(text: str) -> bool:
+    """ASCII digits only: ``str.isdigit`` alone accepts "²" and "٣", which ``int`` rejects."""
+    return text.isdigit() and text.isascii()
+
+
 _NAME_CACHE: dict[str, tuple[str, str]] = {}
 
 
@@ -174,6 +186,19 @@ class SipMessage:
             return None
         return value.split(";", 1)[0].strip().lower()
 
+    def check(self) -> None:
+        """Parse every structured header the codec knows, raising on the first bad one.
+
+        :func:`parse_message` checks framing, the start line and the mandatory
+        headers only; From, To, Via, Contact, Expires and the Request-URI are
+        parsed lazily by their accessors. A server that wants to refuse a
+        malformed request at the edge (RFC 4475 §3.1.2) calls this once.
+
+        :raises SipParseError: with ``status_hint`` 400 (416 for a
+            Request-URI scheme other than sip/sips).
+        """
+        _ = self.vias, self.from_, self.to, self.cseq, self.contacts, self.expires
+
     @property
     def expires(self) -> int | None:
         """The Expires header as an integer, ``None`` when absent.
@@ -184,19 +209,26 @@ class SipMessage:
         if value is None:
             return None
         value = value.strip()
-        if not value.isdigit() or len(value) > 10:
-            raise SipParseError(f"bad Expires value {value!r}")
+        if not _is_digits(value) or len(value) > 10:
+            raise SipParseError(f"bad Expires value {value[:20]!r}")
         return int(value)
 
     def _head_lines(self) -> list[str]:
         raise NotImplementedError
 
     def __bytes__(self) -> bytes:
+        # Content-Length is always recomputed from the body's bytes; it stays
+        # where the headers had it (appended last when absent).
         lines = self._head_lines()
+        length = f"Content-Length: {len(self.body)}"
         for lname, name, value in self.headers._items:
             if lname != "content-length":
                 lines.append(f"{name}: {value}")
-        lines.append(f"Content-Length: {len(self.body)}")
+            elif length:
+                lines.append(length)
+                length = ""
+        if length:
+            lines.append(length)
         lines.append("")
         lines.append("")
         return "\r\n".join(lines).encode("utf-8", "surrogateescape") + self.body
@@ -216,8 +248,27 @@ class SipRequest(SipMessage):
 
     @property
     def request_uri(self) -> SipUri:
-        """The parsed Request-URI."""
-        return SipUri.parse(self.uri)
+        """The parsed Request-URI.
+
+        :raises SipParseError: the URI is malformed, or carries ``?headers``,
+            which a Request-URI must not (RFC 3261 §19.1.5, RFC 4475 escruri).
+        """
+        uri = SipUri.parse(self.uri)
+        if uri.headers is not None:
+            raise SipParseError(f"headers in Request-URI {self.uri[:80]!r}")
+        return uri
+
+    def check(self) -> None:
+        """Like :meth:`SipMessage.check`, and the Request-URI too.
+
+        A Request-URI with a scheme other than ``sip``/``sips`` parses (as an
+        opaque URI) but raises here with ``status_hint`` 416 (RFC 3261
+        §8.2.2.1, RFC 4475 unkscm and novelsc).
+        """
+        super().check()
+        uri = self.request_uri
+        if uri.opaque is not None:
+            raise SipParseError(f"unsupported Request-URI scheme {uri.scheme[:20]!r}", 416)
 
     def _head_lines(self) -> list[str]:
         return [f"{self.method} {self.uri} SIP/2.0"]
@@ -247,32 +298,30 @@ class SipResponse(SipMessage):
 
 def _parse_cseq(value: str) -> tuple[int, str]:
     parts = value.split()
-    if len(parts) != 2 or not parts[0].isdigit() or len(parts[0]) > 10:
-        raise SipParseError(f"bad CSeq {value!r}")
+    if len(parts) != 2 or not _is_digits(parts[0]) or len(parts[0]) > 10:
+        raise SipParseError(f"bad CSeq {value[:80]!r}")
     num = int(parts[0])
     if num >= 2**31:
-        raise SipParseError(f"CSeq number out of range: {value!r}")
+        raise SipParseError(f"CSeq number out of range: {value[:80]!r}")
     method = parts[1]
     if _TOKEN_RE.fullmatch(method) is None:
-        raise SipParseError(f"bad CSeq method {value!r}")
+        raise SipParseError(f"bad CSeq method {value[:80]!r}")
     return num, method
 
 
 def _find_header_end(data: bytes) -> tuple[int, int]:
-    """Return (end of header block, start of body), or (-1, -1) if not found."""
-    crlf = data.find(b"\r\n\r\n")
+    """Return (end of header block, start of body), or (-1, -1) if not found.
+
+    The blank line is the first LF CR LF (which covers CRLF CRLF, and LF-only
+    headers closed by a CRLF blank line) or LF LF (LF only), whichever comes
+    first. The header block keeps its last line end.
+    """
     lf = data.find(b"\n\n")
-    if lf >= 0 and (crlf < 0 or lf < crlf):
-        # A bare-LF blank line, possibly "\n\r\n" (mixed line ends).
-        mixed = data.find(b"\n\r\n")
-        if 0 <= mixed < lf:
-            return mixed + 1, mixed + 3
+    mixed = data.find(b"\n\r\n")
+    if mixed >= 0 and (lf < 0 or mixed < lf):
+        return mixed + 1, mixed + 3
+    if lf >= 0:
         return lf + 1, lf + 2
-    if crlf >= 0:
-        mixed = data.find(b"\n\r\n")
-        if 0 <= mixed < crlf:
-            return mixed + 1, mixed + 3
-        return crlf + 2, crlf + 4
     return -1, -1
 
 
@@ -299,9 +348,12 @@ def _parse_head(text: str) -> SipMessage:
         if version.upper() != "SIP/2.0":
             raise SipParseError(f"unsupported SIP version {version[:20]!r}", 505)
         code = parts[1]
-        if len(code) != 3 or not code.isdigit() or not 100 <= int(code) <= 699:
+        if len(code) != 3 or not _is_digits(code) or not 100 <= int(code) <= 699:
             raise SipParseError(f"bad status code {code[:20]!r}")
-        msg = SipResponse(int(code), parts[2] if len(parts) > 2 else "")
+        resp = SipResponse(int(code))
+        # Keep the phrase as sent, even when empty (RFC 4475 noreason).
+        resp.reason = parts[2] if len(parts) > 2 else ""
+        msg = resp
     else:
         parts = start.split(" ")
         if len(parts) != 3 or not all(parts):
@@ -311,7 +363,8 @@ def _parse_head(text: str) -> SipMessage:
             raise SipParseError(f"bad method {method[:40]!r}")
         if version.upper() != "SIP/2.0":
             raise SipParseError(f"unsupported SIP version {version[:20]!r}", 505)
-        if ":" not in uri:
+        if ":" not in uri or "<" in uri or ">" in uri:
+            # "<sip:...>" as Request-URI is RFC 4475 ltgtruri.
             raise SipParseError(f"bad Request-URI {uri[:80]!r}")
         msg = SipRequest(method, uri)
     items: list[tuple[str, str, str]] = []
@@ -342,17 +395,22 @@ def _parse_head(text: str) -> SipMessage:
 
 
 def _validate(msg: SipMessage) -> None:
-    present = {t[0] for t in msg.headers._items}
+    names = [t[0] for t in msg.headers._items]
+    present = set(names)
     if not present.issuperset(_MANDATORY):
         missing = [canonical_name(n) for n in _MANDATORY if n not in present]
         raise SipParseError(f"missing mandatory header {', '.join(missing)}")
+    if len(present) != len(names):
+        for name in _SINGLE:
+            if names.count(name) > 1:
+                raise SipParseError(f"more than one {canonical_name(name)} header")
     _, cseq_method = msg.cseq
     if isinstance(msg, SipRequest) and cseq_method != msg.method:
         raise SipParseError(f"CSeq method {cseq_method!r} does not match {msg.method!r}")
     mf = msg.headers.get("Max-Forwards")
     if mf is not None:
         mf = mf.strip()
-        if not mf.isdigit() or int(mf) > 255:
+        if not _is_digits(mf) or len(mf) > 10 or int(mf) > 255:
             raise SipParseError(f"bad Max-Forwards {mf[:20]!r}")
 
 
@@ -363,7 +421,7 @@ def _content_length(msg: SipMessage) -> int | None:
     if len(set(v.strip() for v in values)) > 1:
         raise SipParseError("conflicting Content-Length headers")
     value = values[0].strip()
-    if not value.isdigit() or len(value) > 9:
+    if not _is_digits(value) or len(value) > 9:
         raise SipParseError(f"bad Content-Length {value[:20]!r}")
     return int(value)
 
@@ -379,6 +437,8 @@ def parse_message(data: bytes, *, max_size: int = DEFAULT_MAX_SIZE) -> SipMessag
     """
     if len(data) > max_size:
         raise SipParseError(f"message of {len(data)} bytes exceeds the {max_size}-byte limit", 513)
+    if data[:1] in (b"\r", b"\n"):
+        data = data.lstrip(b"\r\n")  # blank lines before the start line
     head_end, body_start = _find_header_end(data)
     if head_end < 0:
         if data.endswith(b"\n"):
@@ -410,6 +470,11 @@ class StreamParser:
     answer 400 and go on; a framing error (headers that never end, a missing
     or absurd Content-Length) is raised, because the stream cannot be
     resynchronised and the connection must be closed.
+
+    The work per call is proportional to the new bytes, not to the buffer: the
+    search for the end of the headers resumes where the last one stopped, and
+    a parsed header block waiting for its body is kept, so a peer trickling a
+    message one byte at a time costs linear, not quadratic, time.
     """
 
     def __init__(self, max_size: int = DEFAULT_MAX_SIZE) -> None:
@@ -417,45 +482,61 @@ class StreamParser:
         self._buf = bytearray()
         #: CRLF keepalive pings seen (RFC 5626 §3.5.1); the glue answers with CRLF.
         self.pings = 0
+        # Bytes of _buf already searched for the end of the header block.
+        self._scanned = 0
+        # A header block parsed but still waiting for its body:
+        # (message, start of body, Content-Length).
+        self._pending: tuple[SipMessage, int, int] | None = None
+        # A framing error met after some messages were returned; raised next.
+        self._error: SipParseError | None = None
 
     def feed(self, data: bytes) -> list[SipMessage | SipParseError]:
-        """Add received bytes; return complete messages (or per-message errors)."""
+        """Add received bytes; return complete messages (or per-message errors).
+
+        :param data: bytes read from the connection, any amount.
+        :returns: messages completed by these bytes, in order; a message that
+            is framed but invalid appears as its :class:`SipParseError`.
+        :raises SipParseError: the stream cannot be framed any further (close
+            the connection); ``status_hint`` is 513 when a size limit was hit.
+            Messages completed before the fault are returned first and the
+            error is raised by the next call.
+        """
+        if self._error is not None:
+            raise self._error
         self._buf += data
         out: list[SipMessage | SipParseError] = []
+        try:
+            self._drain(out)
+        except SipParseError as exc:
+            if not out:
+                raise
+            self._error = exc
+        return out
+
+    def _drain(self, out: list[SipMessage | SipParseError]) -> None:
         buf = self._buf
         while buf:
-            # Skip CRLF keep-alives between messages.
-            skip = 0
-            n = len(buf)
-            while skip < n and buf[skip] in (13, 10):
-                skip += 1
-            if skip:
-                if buf[:skip].count(b"\r\n\r\n"):
+            pending = self._pending
+            if pending is None:
+                # Skip CRLF keep-alives between messages.
+                skip = 0
+                n = len(buf)
+                while skip < n and buf[skip] in (13, 10):
+                    skip += 1
+                if skip:
                     self.pings += buf[:skip].count(b"\r\n\r\n")
-                del buf[:skip]
-                continue
-            head_end, body_start = _find_header_end(bytes(buf[: self.max_size + 4]))
-            if head_end < 0:
-                if len(buf) > self.max_size:
-                    raise SipParseError("header block exceeds the size limit", 513)
-                break
-            head = bytes(buf[:head_end])
-            try:
-                msg = _parse_head(head.decode("utf-8", "surrogateescape"))
-                length = _content_length(msg)
-            except SipParseError as exc:
-                # Without a trustworthy Content-Length the stream is lost.
-                raise SipParseError(f"unframeable message on stream: {exc}") from exc
-            if length is None:
-                length = 0  # mandatory on streams; treat absence as no body
-            if body_start + length > self.max_size:
-                raise SipParseError(
-                    f"message of {body_start + length} bytes exceeds the {self.max_size}-byte "
-                    "limit",
-                    513,
-                )
+                    del buf[:skip]
+                    self._scanned = 0
+                    continue
+                pending = self._frame_head()
+                if pending is None:
+                    break
+                self._pending = pending
+            msg, body_start, length = pending
             if len(buf) < body_start + length:
                 break
+            self._pending = None
+            self._scanned = 0
             msg.body = bytes(buf[body_start : body_start + length])
             del buf[: body_start + length]
             try:
@@ -464,7 +545,35 @@ class StreamParser:
                 out.append(exc)
                 continue
             out.append(msg)
-        return out
+
+    def _frame_head(self) -> tuple[SipMessage, int, int] | None:
+        """Find and parse the next header block; None when more bytes are needed."""
+        buf = self._buf
+        # Resume 3 bytes early: a terminator may straddle two feeds.
+        start = max(0, self._scanned - 3)
+        window = bytes(buf[start : self.max_size + 4])
+        head_end, body_start = _find_header_end(window)
+        if head_end < 0:
+            if len(buf) > self.max_size:
+                raise SipParseError("header block exceeds the size limit", 513)
+            self._scanned = len(buf)
+            return None
+        head_end += start
+        body_start += start
+        try:
+            msg = _parse_head(bytes(buf[:head_end]).decode("utf-8", "surrogateescape"))
+            length = _content_length(msg)
+        except SipParseError as exc:
+            # Without a trustworthy Content-Length the stream is lost.
+            raise SipParseError(f"unframeable message on stream: {exc}") from exc
+        if length is None:
+            length = 0  # mandatory on streams; treat absence as no body
+        if body_start + length > self.max_size:
+            raise SipParseError(
+                f"message of {body_start + length} bytes exceeds the {self.max_size}-byte limit",
+                513,
+            )
+        return msg, body_start, length
 
     @property
     def buffered(self) -> int:

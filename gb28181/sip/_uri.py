@@ -32,6 +32,7 @@ _PORT_RE = re.compile(r"[0-9]{1,5}")
 _SCHEME_RE = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*")
 _DISPLAY_RE = re.compile(r"[A-Za-z0-9\-.!%*_+`'~ \t]+")
 _URI_BAD_RE = re.compile(r"[ \t\r\n<>]")
+_LWS = (" ", "\t")
 
 
 def split_header_list(value: str) -> list[str]:
@@ -185,13 +186,11 @@ class SipUri:
             if not rest:
                 raise SipParseError(f"empty URI: {text!r}")
             return cls(scheme=scheme, opaque=rest)
-        headers: str | None = None
-        qpos = rest.find("?")
-        if qpos >= 0:
-            headers = rest[qpos + 1 :]
-            rest = rest[:qpos]
         user: str | None = None
         password: str | None = None
+        # The user part may hold "?", ";", "/" and ":" unescaped (RFC 3261
+        # §25.1 user-unreserved, RFC 4475 intmeth and semiuri) but never "@",
+        # and neither may parameters or headers: the last "@" ends userinfo.
         at = rest.rfind("@")
         if at >= 0:
             userinfo = rest[:at]
@@ -200,6 +199,11 @@ class SipUri:
             password = pw if psep else None
             if not user:
                 raise SipParseError(f"empty user part in URI: {text!r}")
+        headers: str | None = None
+        qpos = rest.find("?")
+        if qpos >= 0:
+            headers = rest[qpos + 1 :]
+            rest = rest[:qpos]
         hostport, _, ptext = rest.partition(";")
         host, port = _parse_hostport(hostport, "URI")
         params = parse_params(ptext) if ptext else {}
@@ -265,7 +269,11 @@ class NameAddr:
             gt = rest.find(">")
             if gt < 0:
                 raise SipParseError(f"unterminated <uri>: {text!r}")
-            uri = SipUri.parse(rest[1:gt])
+            inner = rest[1:gt]
+            if inner[:1] in _LWS or inner[-1:] in _LWS:
+                # "< sip:a@b >" (RFC 4475 badaspec): no LWS inside the brackets.
+                raise SipParseError(f"whitespace inside <uri>: {text!r}")
+            uri = SipUri.parse(inner)
             ptext = rest[gt + 1 :].strip()
             if ptext and not ptext.startswith(";"):
                 raise SipParseError(f"junk after <uri>: {text!r}")
