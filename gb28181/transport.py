@@ -23,7 +23,7 @@ import ssl
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from .sip import (
     DEFAULT_MAX_SIZE,
@@ -64,8 +64,8 @@ class _Udp(asyncio.DatagramProtocol):
         self.transport: asyncio.DatagramTransport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.DatagramTransport)
-        self.transport = transport
+        # CPython's selector datagram transport does not subclass DatagramTransport.
+        self.transport = cast(asyncio.DatagramTransport, transport)
 
     def datagram_received(self, data: bytes, addr: tuple[Any, ...]) -> None:
         self.owner._datagram(data, (addr[0], addr[1]))
@@ -81,8 +81,7 @@ class _Stream(asyncio.Protocol):
         self.conn: Connection | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.conn = self.owner._connection_made(transport, self.kind)
+        self.conn = self.owner._connection_made(cast(asyncio.Transport, transport), self.kind)
 
     def data_received(self, data: bytes) -> None:
         if self.conn is not None:

@@ -3,7 +3,17 @@
 Knows nothing of GB/T 28181; the platform builds on these names only.
 """
 
+from ._dialog import (
+    TARGET_REFRESH_METHODS,
+    Dialog,
+    DialogId,
+    DialogState,
+    DialogTable,
+    parse_event,
+    via_template,
+)
 from ._digest import (
+    MAX_HEADER_LENGTH,
     SUPPORTED_ALGORITHMS,
     AuthResult,
     DigestChallenge,
@@ -17,6 +27,7 @@ from ._digest import (
 )
 from ._errors import SipError, SipLocalError, SipParseError, SipRemoteError
 from ._headers import COMPACT_FORMS, Headers, canonical_name
+from ._ids import BRANCH_COOKIE, new_branch, new_call_id, new_tag
 from ._message import (
     DEFAULT_MAX_SIZE,
     REASON_PHRASES,
@@ -27,24 +38,73 @@ from ._message import (
     make_response,
     parse_message,
 )
+from ._sdp import (
+    MAX_SDP_SIZE,
+    Connection,
+    MediaDescription,
+    Origin,
+    SdpError,
+    SessionDescription,
+    build_offer,
+    make_ssrc,
+    parse_sdp,
+    ssrc_to_int,
+)
+from ._transaction import TransactionLayer
+from ._transaction_events import (
+    AckReceived,
+    CancelReceived,
+    Outgoing,
+    RequestReceived,
+    ResponseReceived,
+    StrayResponseReceived,
+    TransactionEvent,
+    TransactionKey,
+    TransactionTerminated,
+    TransactionTimedOut,
+    TransportFailed,
+)
+from ._transaction_match import make_cancel
+from ._transaction_state import (
+    TransactionConfig,
+    TransactionKind,
+    TransactionState,
+    TransactionStats,
+)
 from ._uri import NameAddr, SipUri, Via, format_params, parse_params, split_header_list
 
 __all__ = [
+    "BRANCH_COOKIE",
+    "COMPACT_FORMS",
+    "DEFAULT_MAX_SIZE",
+    "MAX_HEADER_LENGTH",
+    "MAX_SDP_SIZE",
+    "REASON_PHRASES",
     "SUPPORTED_ALGORITHMS",
+    "TARGET_REFRESH_METHODS",
+    "AckReceived",
     "AuthResult",
+    "CancelReceived",
+    "Connection",
+    "Dialog",
+    "DialogId",
+    "DialogState",
+    "DialogTable",
     "DigestChallenge",
     "DigestCredentials",
     "DigestError",
     "DigestVerifier",
+    "Headers",
+    "MediaDescription",
+    "NameAddr",
     "NonceIssuer",
     "NonceStatus",
-    "build_authorization",
-    "compute_response",
-    "COMPACT_FORMS",
-    "DEFAULT_MAX_SIZE",
-    "REASON_PHRASES",
-    "Headers",
-    "NameAddr",
+    "Origin",
+    "Outgoing",
+    "RequestReceived",
+    "ResponseReceived",
+    "SdpError",
+    "SessionDescription",
     "SipError",
     "SipLocalError",
     "SipMessage",
@@ -53,12 +113,35 @@ __all__ = [
     "SipRequest",
     "SipResponse",
     "SipUri",
+    "StrayResponseReceived",
     "StreamParser",
+    "TransactionConfig",
+    "TransactionEvent",
+    "TransactionKey",
+    "TransactionKind",
+    "TransactionLayer",
+    "TransactionState",
+    "TransactionStats",
+    "TransactionTerminated",
+    "TransactionTimedOut",
+    "TransportFailed",
     "Via",
+    "build_authorization",
+    "build_offer",
     "canonical_name",
+    "compute_response",
     "format_params",
+    "make_cancel",
     "make_response",
+    "make_ssrc",
+    "new_branch",
+    "new_call_id",
+    "new_tag",
+    "parse_event",
     "parse_message",
     "parse_params",
+    "parse_sdp",
     "split_header_list",
+    "ssrc_to_int",
+    "via_template",
 ]

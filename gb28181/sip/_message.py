@@ -290,7 +290,12 @@ class SipResponse(SipMessage):
         self.reason = reason or REASON_PHRASES.get(status, "Unknown")
 
     def _head_lines(self) -> list[str]:
-        return [f"SIP/2.0 {self.status} {self.reason}"]
+        reason = self.reason
+        if not reason.isprintable():
+            # Reasons may quote a peer's bad input: never let it break the
+            # status line or smuggle headers in (RFC 3261 §25.1 Reason-Phrase).
+            reason = "".join(c if c.isprintable() else " " for c in reason)
+        return [f"SIP/2.0 {self.status} {reason}"]
 
     def __repr__(self) -> str:
         return f"<SipResponse {self.status} {self.reason}>"

@@ -188,6 +188,7 @@ def test_serve_command_starts_on_embedded_defaults_and_stops_cleanly(tmp_path: P
         "GB28181_SIP_PORT": str(sip_port),
         "GB28181_SIP_LISTEN": "127.0.0.1",
         "GB28181_HTTP_PORT": str(http_port),
+        "PYTHONPATH": str(root),
     }
     proc = subprocess.Popen(
         [sys.executable, "-m", "gb28181", "serve", "--config", str(root / "conf" / "gb28181.toml")],
