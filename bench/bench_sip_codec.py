@@ -44,10 +44,10 @@ def main() -> None:
             m.from_, m.to, m.cseq, m.top_via, m.call_id  # noqa: B018
 
         n = 20000
-        base = per_call_us(lambda: data.split(b"\r\n"), n)
-        parse = per_call_us(lambda: parse_message(data), n)
+        base = per_call_us(lambda data=data: data.split(b"\r\n"), n)
+        parse = per_call_us(lambda data=data: parse_message(data), n)
         access = per_call_us(parse_access, n)
-        ser = per_call_us(lambda: bytes(msg), n)
+        ser = per_call_us(lambda msg=msg: bytes(msg), n)
         print(
             f"{name:38} {len(data):6d} {base:7.2f} {parse:7.2f} {access:7.2f} {ser:7.2f}"
             f"  (parse = {parse / base:.0f}x split)"

@@ -131,8 +131,7 @@ def build_app(
         return JSONResponse(
             {
                 "items": [
-                    {"at": iso_time(e.at), "online": e.online, "reason": e.reason}
-                    for e in events
+                    {"at": iso_time(e.at), "online": e.online, "reason": e.reason} for e in events
                 ]
             }
         )

@@ -147,7 +147,9 @@ def _coerce(key: str, typ: Any, value: Any) -> Any:
     raise ConfigError(key, f"unsupported type {typ!r}")  # pragma: no cover
 
 
-def _build_section(name: str, cls: type[Any], raw: Mapping[str, Any], env: Mapping[str, str]) -> Any:
+def _build_section(
+    name: str, cls: type[Any], raw: Mapping[str, Any], env: Mapping[str, str]
+) -> Any:
     hints = typing.get_type_hints(cls)
     known = {f.name for f in dataclasses.fields(cls)}
     for key in raw:
@@ -255,6 +257,7 @@ def load_config(path: str | Path | None = None, env: Mapping[str, str] | None = 
     if cfg.storage.flush_interval <= 0:
         raise ConfigError("storage.flush_interval", "must be positive")
     if cfg.log.level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
-        raise ConfigError("log.level", f"must be DEBUG, INFO, WARNING or ERROR, got {cfg.log.level!r}")
+        raise ConfigError(
+            "log.level", f"must be DEBUG, INFO, WARNING or ERROR, got {cfg.log.level!r}"
+        )
     return dataclasses.replace(cfg, sip=sip)
-

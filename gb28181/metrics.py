@@ -76,7 +76,9 @@ class Metrics:
         self._msg_children: dict[tuple[str, str], Counter] = {}
         self._resp_children: dict[tuple[int, str, str], Counter] = {}
 
-    def bind_device_counts(self, registered: Callable[[], float], online: Callable[[], float]) -> None:
+    def bind_device_counts(
+        self, registered: Callable[[], float], online: Callable[[], float]
+    ) -> None:
         """Read the device gauges from callables at scrape time."""
         self.devices_registered.set_function(registered)
         self.devices_online.set_function(online)

@@ -57,7 +57,9 @@ PLATFORM_TYPE_CODE = "200"
 
 def device_kind(device_id: str) -> str:
     """``"platform"`` for a type-200 ID (a lower platform), else ``"device"``."""
-    return "platform" if len(device_id) == 20 and device_id[10:13] == PLATFORM_TYPE_CODE else "device"
+    return (
+        "platform" if len(device_id) == 20 and device_id[10:13] == PLATFORM_TYPE_CODE else "device"
+    )
 
 
 def format_gb_date(now: float) -> str:
@@ -255,9 +257,7 @@ class Registrar:
         self._tag_counter += 1
         return f"{self._tag_counter:x}{self._id_suffix}"
 
-    def _reply(
-        self, request: SipRequest, status: int, reason: str = "", **kw: str
-    ) -> SipResponse:
+    def _reply(self, request: SipRequest, status: int, reason: str = "", **kw: str) -> SipResponse:
         headers = [(k.replace("_", "-"), v) for k, v in kw.items()]
         headers.append(("Server", self.config.user_agent))
         return make_response(request, status, reason, to_tag=self._tag(), headers=headers)
@@ -292,9 +292,7 @@ class Registrar:
         if not password:
             self.metrics.auth_failure("no_password")
             return self._reply(request, 403, "No Password Configured")
-        result = self.verifier.verify(
-            creds, request.method, password, now, expected_user=device_id
-        )
+        result = self.verifier.verify(creds, request.method, password, now, expected_user=device_id)
         if result is not AuthResult.OK:
             return self._auth_failed(request, device_id, st, result, now)
         if expires == 0:
@@ -362,7 +360,9 @@ class Registrar:
             log.warning(
                 "device locked out device=%s seconds=%.0f", device_id, self.config.lockout_seconds
             )
-        return self._reply(request, 403, "Wrong Password" if reason == "bad_response" else "Forbidden")
+        return self._reply(
+            request, 403, "Wrong Password" if reason == "bad_response" else "Forbidden"
+        )
 
     def _accept(
         self,

@@ -48,9 +48,9 @@ def _load_secret(store_url: str) -> bytes:
     if env:
         return hashlib.sha256(env.encode()).digest()
     path = Path("var") / "secret"
-    if store_url.startswith("sqlite:///") and not store_url.startswith("sqlite:////"):
-        path = Path(store_url[len("sqlite:///") :]).parent / "secret"
-    elif store_url.startswith("sqlite:////"):
+    if (
+        store_url.startswith("sqlite:///") and not store_url.startswith("sqlite:////")
+    ) or store_url.startswith("sqlite:////"):
         path = Path(store_url[len("sqlite:///") :]).parent / "secret"
     try:
         return path.read_bytes()
@@ -110,13 +110,17 @@ class Platform:
         cfg = self.config
         self.store = await open_store(cfg.storage.url)
         self.writer = WriteBehind(self.store, interval=cfg.storage.flush_interval)
-        verifier = DigestVerifier(NonceIssuer(_load_secret(cfg.storage.url), NONCE_LIFETIME), cfg.sip.domain)
+        verifier = DigestVerifier(
+            NonceIssuer(_load_secret(cfg.storage.url), NONCE_LIFETIME), cfg.sip.domain
+        )
         self.registrar = Registrar(
             self.registrar_config, verifier, sink=self.writer, metrics=self.metrics
         )
         records = await self.store.load_devices()
         online = self.registrar.restore(records, self.clock())
-        log.info("restored %d devices (%d online) from %s", len(records), online, self.store.dialect)
+        log.info(
+            "restored %d devices (%d online) from %s", len(records), online, self.store.dialect
+        )
         self.metrics.bind_device_counts(
             lambda: self.registrar.registered_count if self.registrar else 0,
             lambda: self.registrar.online_count if self.registrar else 0,
@@ -170,7 +174,6 @@ class Platform:
             lifespan="off",
         )
         self.http = uvicorn.Server(config)
-        self.http.install_signal_handlers = lambda: None  # type: ignore[method-assign]
         self._tasks.append(asyncio.create_task(self.http.serve(), name="http"))
         while not self.http.started:
             if self._tasks[-1].done():

@@ -20,7 +20,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 from . import manscdp
 from .metrics import Metrics
@@ -110,9 +110,10 @@ class Signalling:
     def _on_request(self, event: RequestReceived) -> None:
         request = event.request
         now = self.clock()
-        conn = self.transport.connections.get(event.conn_id) if event.conn_id else None
+        conn = self.transport.connection(event.conn_id)
         transport = conn.transport if conn is not None else "UDP"
-        source = Source(transport, event.addr[0], event.addr[1], event.conn_id)
+        host, port = cast(tuple[str, int], event.addr)
+        source = Source(transport, host, port, event.conn_id)
         handler = self.methods.get(request.method)
         try:
             if handler is None:

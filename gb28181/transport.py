@@ -288,14 +288,22 @@ class SipTransport:
         for out in self.layer.messages_to_send():
             if self.on_message is not None:
                 self.on_message(out.message, "out")
-            self._write(bytes(out.message), out.addr, out.conn_id)
+            self._write(bytes(out.message), cast(Addr, out.addr), out.conn_id)
         self._arm()
+
+    def connection(self, conn_id: object | None) -> Connection | None:
+        """The live connection with this id, if any."""
+        if not isinstance(conn_id, int):
+            return None
+        return self.connections.get(conn_id)
 
     def _write(self, data: bytes, addr: Addr, conn_id: object | None) -> None:
         if conn_id is not None:
-            conn = self.connections.get(conn_id)  # type: ignore[call-overload]
+            conn = self.connection(conn_id)
             if conn is None:
-                log.info("connection %s gone; dropping %d bytes for %s:%d", conn_id, len(data), *addr)
+                log.info(
+                    "connection %s gone; dropping %d bytes for %s:%d", conn_id, len(data), *addr
+                )
                 return
             conn.writer.write(data)
             return

@@ -304,7 +304,7 @@ def test_restore_after_restart_keeps_registered_devices_online() -> None:
     reg, sink = make_registrar()
     authorize(reg)
     saved = [dataclasses.replace(sink.dirty[-1])]
-    fresh, fresh_sink = make_registrar()
+    fresh, _ = make_registrar()
     assert fresh.restore(saved, T0 + 1000) == 1
     assert fresh.registered_count == 1 and fresh.online_count == 1
     # Liveness resumes from the restart, not from before the downtime.

@@ -104,7 +104,9 @@ class TestDevice:
     ) -> SipRequest:
         self.cseq += 1
         via = f"SIP/2.0/{self.transport} {self.local[0]}:{self.local[1]}"
-        via += f";{'rport;' if self.rport else ''}branch=z9hG4bK{next(_counter)}x{os.urandom(3).hex()}"
+        via += (
+            f";{'rport;' if self.rport else ''}branch=z9hG4bK{next(_counter)}x{os.urandom(3).hex()}"
+        )
         to = self.device_id if method == "REGISTER" else self.server_id
         lines = [
             f"{method} sip:{self.server_id}@{self.domain} SIP/2.0",

@@ -124,9 +124,7 @@ async def test_http_api_lists_devices_and_serves_metrics(platform: Platform) -> 
 
 
 async def test_wrong_password_counts_auth_failures(platform: Platform) -> None:
-    dev = TestDevice(
-        DEVICE, "wrong", platform.sip_addr, server_id=SERVER_ID, domain=DOMAIN
-    )
+    dev = TestDevice(DEVICE, "wrong", platform.sip_addr, server_id=SERVER_ID, domain=DOMAIN)
     await dev.open()
     try:
         resp = await dev.register()

@@ -30,13 +30,13 @@ class Device(pj.Account):  # type: ignore[misc]
         self.im_codes: list[int] = []
         self.received: list[dict[str, Any]] = []
 
-    def onRegState(self, prm: Any) -> None:  # noqa: N802 - pjsua2 callback name
+    def onRegState(self, prm: Any) -> None:
         self.reg_codes.append(int(prm.code))
 
-    def onInstantMessageStatus(self, prm: Any) -> None:  # noqa: N802
+    def onInstantMessageStatus(self, prm: Any) -> None:
         self.im_codes.append(int(prm.code))
 
-    def onInstantMessage(self, prm: Any) -> None:  # noqa: N802
+    def onInstantMessage(self, prm: Any) -> None:
         self.received.append(
             {"from": prm.fromUri, "content_type": prm.contentType, "body": prm.msgBody}
         )
