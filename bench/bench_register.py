@@ -78,7 +78,7 @@ def sipp(
         "-sf", str(HERE / "sipp" / scenario), "-inf", str(inf),
         "-i", "127.0.0.1", "-p", str(free_port()), "-t", "u1",
         "-m", str(count), "-r", str(rate), "-rp", "1000", "-l", str(limit),
-        "-timeout", "300", "-nostdin", "-max_recv_loops", "10000", "-max_sched_loops", "10000",
+        "-timeout", "120", "-nostdin", "-max_recv_loops", "10000", "-max_sched_loops", "10000",
         target,
     ]  # fmt: skip
     started = time.perf_counter()
@@ -118,7 +118,7 @@ def start_server(workdir: Path) -> tuple[subprocess.Popen[bytes], int]:
     raise RuntimeError("server did not start")
 
 
-def baseline(workdir: Path, count: int) -> float:
+def baseline(workdir: Path, count: int, inflight: int) -> float:
     port = free_port()
     uas = subprocess.Popen(
         [
@@ -147,7 +147,7 @@ def baseline(workdir: Path, count: int) -> float:
     try:
         time.sleep(0.5)
         inf = injection(workdir / "baseline.csv", count)
-        wall, rc = sipp("register.xml", f"127.0.0.1:{port}", inf, count, 100000, limit=2000)
+        wall, rc = sipp("register.xml", f"127.0.0.1:{port}", inf, count, 100000, limit=inflight)
     finally:
         uas.terminate()
         uas.wait(10)
@@ -159,6 +159,12 @@ def main() -> int:
     ap.add_argument("--register", type=int, default=40000, help="registrations for throughput")
     ap.add_argument("--devices", type=int, default=50000, help="devices for the keepalive load")
     ap.add_argument("--seconds", type=float, default=30.0, help="keepalive load duration")
+    ap.add_argument(
+        "--inflight",
+        type=int,
+        default=64,
+        help="registrations in flight at once (closed loop: SIPp starts a new one as one ends)",
+    )
     args = ap.parse_args()
     if not shutil.which("sipp"):
         print("sipp not installed (Debian package sip-tester)", file=sys.stderr)
@@ -166,7 +172,9 @@ def main() -> int:
     results: dict[str, float] = {}
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
-        results["baseline_sipp_uas_registrations_per_s"] = baseline(workdir, args.register)
+        results["baseline_sipp_uas_registrations_per_s"] = baseline(
+            workdir, args.register, args.inflight
+        )
 
         proc, port = start_server(workdir)
         try:
@@ -174,7 +182,7 @@ def main() -> int:
             rss0 = rss_bytes(proc.pid)
             inf = injection(workdir / "reg.csv", args.register, start=100000)
             cpu0 = cpu_seconds(proc.pid)
-            wall, rc = sipp("register.xml", target, inf, args.register, 100000, limit=2000)
+            wall, rc = sipp("register.xml", target, inf, args.register, 100000, limit=args.inflight)
             cpu = cpu_seconds(proc.pid) - cpu0
             results["register_exit_code"] = rc
             results["registrations_per_s"] = args.register / wall
@@ -185,7 +193,7 @@ def main() -> int:
 
             # Keepalive load: register the device population, then keep it alive.
             inf = injection(workdir / "pop.csv", args.devices)
-            _, rc = sipp("register.xml", target, inf, args.devices, 5000, limit=2000)
+            _, rc = sipp("register.xml", target, inf, args.devices, 100000, limit=args.inflight)
             results["population_register_exit_code"] = rc
             time.sleep(3)  # let the write-behind flush settle
             rss1 = rss_bytes(proc.pid)

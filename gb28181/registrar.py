@@ -20,7 +20,6 @@ expires, whichever comes first.
 from __future__ import annotations
 
 import logging
-import os
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -35,6 +34,7 @@ from .sip import (
     SipRequest,
     SipResponse,
     make_response,
+    new_tag,
 )
 from .store import DeviceRecord, StatusEvent
 
@@ -198,8 +198,6 @@ class Registrar:
         self._online: dict[str, float] = {}
         # Registered devices with the time their registration lapses.
         self._registrations: dict[str, float] = {}
-        self._id_suffix = os.urandom(3).hex()
-        self._tag_counter = 0
 
     # -- queries ----------------------------------------------------------
     @property
@@ -254,8 +252,7 @@ class Registrar:
             return make_response(request, exc.status_hint, str(exc)[:100], to_tag=self._tag())
 
     def _tag(self) -> str:
-        self._tag_counter += 1
-        return f"{self._tag_counter:x}{self._id_suffix}"
+        return new_tag()
 
     def _reply(self, request: SipRequest, status: int, reason: str = "", **kw: str) -> SipResponse:
         headers = [(k.replace("_", "-"), v) for k, v in kw.items()]

@@ -132,6 +132,7 @@ class Platform:
             server_id=cfg.sip.id,
             max_size=cfg.sip.max_message_size,
             user_agent=cfg.sip.user_agent,
+            advertised_host=cfg.sip.advertised_host,
             clock=self.clock,
         )
         tls = self._tls_context()

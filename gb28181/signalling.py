@@ -17,6 +17,7 @@ and an unknown CmdType under a known root 200.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import time
 from collections.abc import Callable
@@ -27,6 +28,7 @@ from .metrics import Metrics
 from .registrar import Registrar, Source
 from .sip import (
     AckReceived,
+    Headers,
     RequestReceived,
     ResponseReceived,
     SipMessage,
@@ -37,10 +39,13 @@ from .sip import (
     TransactionLayer,
     TransactionTimedOut,
     make_response,
+    new_branch,
+    new_call_id,
+    new_tag,
 )
 from .transport import Connection, SipTransport
 
-__all__ = ["RequestHandler", "Signalling", "SipRequestTimeout"]
+__all__ = ["DeviceUnreachable", "RequestHandler", "Signalling", "SipRequestTimeout"]
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +59,10 @@ class SipRequestTimeout(Exception):
     """A request we sent got no final response (RFC 3261 timer B/F fired)."""
 
 
+class DeviceUnreachable(Exception):
+    """The device is not registered, or the connection it registered on is gone."""
+
+
 class Signalling:
     """Wires the transport, the transaction layer and the request handlers."""
 
@@ -65,6 +74,7 @@ class Signalling:
         server_id: str,
         max_size: int,
         user_agent: str,
+        advertised_host: str = "",
         clock: Callable[[], float] = time.time,
         transaction_config: TransactionConfig | None = None,
     ) -> None:
@@ -72,7 +82,9 @@ class Signalling:
         self.metrics = metrics
         self.server_id = server_id
         self.user_agent = user_agent
+        self.advertised_host = advertised_host
         self.clock = clock
+        self._cseq = itertools.count(1)
         self.layer = TransactionLayer(transaction_config or TransactionConfig())
         self.transport = SipTransport(
             self.layer,
@@ -152,7 +164,7 @@ class Signalling:
         self.registrar.connection_lost(conn.conn_id, self.clock())
 
     def _tag(self) -> str:
-        return self.registrar._tag()
+        return new_tag()
 
     # -- handlers -----------------------------------------------------------
     def _on_register(self, request: SipRequest, source: Source, now: float) -> SipResponse:
@@ -200,6 +212,70 @@ class Signalling:
         return make_response(request, 200 if known else 404, to_tag=self._tag())
 
     # -- requests we send ---------------------------------------------------
+    def new_request(
+        self,
+        method: str,
+        target_id: str,
+        device_id: str,
+        *,
+        content_type: str | None = None,
+        body: bytes = b"",
+        headers: list[tuple[str, str]] | None = None,
+    ) -> SipRequest:
+        """An out-of-dialog request from the platform to ``target_id``.
+
+        ``target_id`` is the device or one of its channels; ``device_id`` is
+        the registered device whose address and transport carry it. The
+        Request-URI uses the address the device was last heard from (its
+        observed address, not its Contact, which is often a private IP
+        behind NAT — gb28181-notes §2).
+        """
+        st = self.registrar.get(device_id)
+        if st is None or not st.registered:
+            raise DeviceUnreachable(f"device {device_id} is not registered")
+        rec = st.record
+        local = self.transport.local_addr or ("127.0.0.1", 0)
+        host = self.advertised_host or local[0]
+        transport = rec.transport if rec.transport in ("TCP", "TLS") else "UDP"
+        domain = self.registrar.config.domain
+        lines = [
+            ("Via", f"SIP/2.0/{transport} {host}:{local[1]};rport;branch={new_branch()}"),
+            ("From", f"<sip:{self.server_id}@{domain}>;tag={new_tag()}"),
+            ("To", f"<sip:{target_id}@{domain}>"),
+            ("Call-ID", new_call_id(host)),
+            ("CSeq", f"{next(self._cseq)} {method}"),
+            ("Max-Forwards", "70"),
+            ("User-Agent", self.user_agent),
+        ]
+        if content_type is not None:
+            lines.append(("Content-Type", content_type))
+        lines.extend(headers or [])
+        return SipRequest(method, f"sip:{target_id}@{rec.host}:{rec.port}", Headers(lines), body)
+
+    async def send_to_device(self, request: SipRequest, device_id: str) -> SipResponse:
+        """Send ``request`` where ``device_id`` can hear it; return the final response.
+
+        Over the stream connection the device registered on when it has one
+        (a device behind NAT can only be reached that way, GB/T 28181-2022
+        §9.1.1), else by UDP to its observed address.
+
+        :raises DeviceUnreachable: not registered, or its connection is gone.
+        :raises SipRequestTimeout: no final response in time.
+        """
+        st = self.registrar.get(device_id)
+        if st is None or not st.registered:
+            raise DeviceUnreachable(f"device {device_id} is not registered")
+        rec = st.record
+        conn_id: int | None = None
+        if rec.transport in ("TCP", "TLS"):
+            conn = self.transport.connection(st.conn_id)
+            if conn is None:
+                raise DeviceUnreachable(
+                    f"device {device_id}: its {rec.transport} connection is closed"
+                )
+            conn_id = conn.conn_id
+        return await self.send_request(request, (rec.host, rec.port), conn_id=conn_id)
+
     async def send_request(
         self, request: SipRequest, addr: tuple[str, int], *, conn_id: int | None = None
     ) -> SipResponse:

@@ -17,7 +17,9 @@ beyond those RFC 3261 §18 and RFC 3581 assign to the transport:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
+import socket
 import logging
 import ssl
 import time
@@ -42,6 +44,8 @@ __all__ = ["Connection", "SipTransport"]
 log = logging.getLogger(__name__)
 
 Addr = tuple[str, int]
+#: Socket buffer asked for on the SIP UDP socket (the kernel may cap it at rmem_max).
+UDP_BUFFER_BYTES = 4 * 1024 * 1024
 MessageHook = Callable[[SipMessage, str], None]
 
 
@@ -154,6 +158,13 @@ class SipTransport:
             break
         self._udp = protocol
         self.local_addr = (sockname[0], sockname[1])
+        sock = udp_transport.get_extra_info("socket")
+        if sock is not None:
+            # Absorb bursts (a catalog storm, thousands of devices re-registering
+            # after an outage) instead of dropping datagrams at the default ~200 KB.
+            for opt in (socket.SO_RCVBUF, socket.SO_SNDBUF):
+                with contextlib.suppress(OSError):
+                    sock.setsockopt(socket.SOL_SOCKET, opt, UDP_BUFFER_BYTES)
         self._servers.append(server)
         if tls is not None:
             tls_server = await loop.create_server(

@@ -161,3 +161,35 @@ async def test_pjsua2_registers_keeps_alive_and_reregisters(
     assert st is not None and st.record.registered_at is not None
     assert st.record.transport == transport.upper()
     assert st.record.last_keepalive is not None
+
+
+@pytest.mark.parametrize("transport", ["udp", "tcp"])
+async def test_platform_request_reaches_pjsua2_device_where_it_registered(
+    platform: Platform, transport: str
+) -> None:
+    """A MESSAGE from the platform goes over the device's registered transport."""
+    task = asyncio.create_task(run_pjsua(platform, transport, "--expect-message", "15"))
+    registrar, signalling = platform.registrar, platform.signalling
+    assert registrar is not None and signalling is not None
+    dev = "34020000001320000777"
+    for _ in range(500):
+        st = registrar.get(dev)
+        if st is not None and st.registered and st.record.last_keepalive:
+            break
+        await asyncio.sleep(0.02)
+    else:
+        pytest.fail(f"pjsua2 device did not register: {await task}")
+    body = (
+        '<?xml version="1.0" encoding="GB2312"?>\r\n<Query>\r\n<CmdType>DeviceInfo</CmdType>\r\n'
+        f"<SN>7</SN>\r\n<DeviceID>{dev}</DeviceID>\r\n</Query>\r\n"
+    ).encode()
+    request = signalling.new_request(
+        "MESSAGE", dev, dev, content_type="Application/MANSCDP+xml", body=body
+    )
+    response = await signalling.send_to_device(request, dev)
+    assert response.status == 200
+    result = await task
+    received = result.get("received")
+    assert isinstance(received, list) and received, result
+    assert received[0]["content_type"].lower() == "application/manscdp+xml"
+    assert "<CmdType>DeviceInfo</CmdType>" in received[0]["body"]
