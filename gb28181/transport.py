@@ -19,8 +19,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
-import socket
 import logging
+import socket
 import ssl
 import time
 from collections.abc import Callable
