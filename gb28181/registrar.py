@@ -51,6 +51,9 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
+#: Recent keepalive gaps kept per device for the diagnosis view (memory: ~8 floats).
+KEEPALIVE_GAPS_KEPT = 8
+
 #: Type code (digits 11-13) of a central signalling server, i.e. a platform.
 PLATFORM_TYPE_CODE = "200"
 
@@ -437,7 +440,7 @@ class Registrar:
         if rec.last_keepalive is not None:
             gaps = st.keepalive_gaps
             gaps.append(now - rec.last_keepalive)
-            if len(gaps) > 16:
+            if len(gaps) > KEEPALIVE_GAPS_KEPT:
                 del gaps[0]
         rec.last_keepalive = now
         if rec.host != source.host or rec.port != source.port or rec.transport != source.transport:

@@ -33,7 +33,7 @@ __all__ = ["Platform", "run"]
 log = logging.getLogger(__name__)
 
 #: Seconds between liveness sweeps (deadlines are exact; detection lags by at most this).
-SWEEP_INTERVAL = 1.0
+SWEEP_INTERVAL = 2.0
 #: Lifetime of digest nonces.
 NONCE_LIFETIME = 300.0
 

@@ -31,7 +31,6 @@ from .sip import (
     Headers,
     RequestReceived,
     ResponseReceived,
-    SipMessage,
     SipParseError,
     SipRequest,
     SipResponse,
@@ -91,7 +90,7 @@ class Signalling:
             self._drain,
             max_size=max_size,
             clock=clock,
-            on_message=self._count,
+            on_parse_error=self._parse_error,
             on_connection_lost=self._connection_lost,
         )
         self.methods: dict[str, RequestHandler] = {
@@ -122,6 +121,9 @@ class Signalling:
     def _on_request(self, event: RequestReceived) -> None:
         request = event.request
         now = self.clock()
+        # Counted here rather than per datagram: retransmissions absorbed by
+        # the transaction layer are not new requests.
+        self.metrics.message(request.method, "in")
         conn = self.transport.connection(event.conn_id)
         transport = conn.transport if conn is not None else "UDP"
         host, port = cast(tuple[str, int], event.addr)
@@ -143,22 +145,19 @@ class Signalling:
             log.exception("handler failed method=%s call-id=%s", request.method, request.call_id)
             response = make_response(request, 500, to_tag=self._tag())
         if response is not None:
+            self.metrics.response(response.status, request.method, "out")
             self.layer.send_response(event.key, response, now)
 
     def _on_response(self, event: ResponseReceived) -> None:
+        self.metrics.response(event.response.status, event.key.method, "in")
         if event.response.status < 200:
             return
         fut = self._pending.pop(event.key, None)
         if fut is not None and not fut.done():
             fut.set_result(event.response)
 
-    def _count(self, msg: SipMessage, direction: str) -> None:
-        if isinstance(msg, SipRequest):
-            self.metrics.message(msg.method, direction)
-        elif isinstance(msg, SipResponse) and msg.status:
-            self.metrics.response(msg.status, msg.cseq[1], direction)
-        else:
-            self.metrics.sip_parse_errors.labels(direction.partition(":")[2] or "?").inc()
+    def _parse_error(self, transport: str) -> None:
+        self.metrics.sip_parse_errors.labels(transport).inc()
 
     def _connection_lost(self, conn: Connection) -> None:
         self.registrar.connection_lost(conn.conn_id, self.clock())
@@ -287,6 +286,7 @@ class Signalling:
         key = self.layer.send_request(
             request, addr, self.clock(), reliable=conn_id is not None, conn_id=conn_id
         )
+        self.metrics.message(request.method, "out")
         fut: asyncio.Future[SipResponse] = loop.create_future()
         self._pending[key] = fut
         self.transport.flush()

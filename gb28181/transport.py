@@ -32,7 +32,6 @@ from .sip import (
     SipMessage,
     SipParseError,
     SipRequest,
-    SipResponse,
     StreamParser,
     TransactionLayer,
     make_response,
@@ -46,7 +45,8 @@ log = logging.getLogger(__name__)
 Addr = tuple[str, int]
 #: Socket buffer asked for on the SIP UDP socket (the kernel may cap it at rmem_max).
 UDP_BUFFER_BYTES = 4 * 1024 * 1024
-MessageHook = Callable[[SipMessage, str], None]
+#: Called with the transport name ("UDP", "TCP", "TLS") for each unparsable message.
+ParseErrorHook = Callable[[str], None]
 
 
 @dataclass(eq=False, slots=True)
@@ -114,14 +114,14 @@ class SipTransport:
         *,
         max_size: int = DEFAULT_MAX_SIZE,
         clock: Callable[[], float] = time.time,
-        on_message: MessageHook | None = None,
+        on_parse_error: ParseErrorHook | None = None,
         on_connection_lost: Callable[[Connection], None] | None = None,
     ) -> None:
         self.layer = layer
         self.on_events = on_events
         self.max_size = max_size
         self.clock = clock
-        self.on_message = on_message
+        self.on_parse_error = on_parse_error
         self.on_connection_lost = on_connection_lost
         self.connections: dict[int, Connection] = {}
         self._ids = itertools.count(1)
@@ -241,8 +241,8 @@ class SipTransport:
     ) -> None:
         self.parse_errors += 1
         log.info("unparsable SIP message from %s %s:%d: %s", kind, addr[0], addr[1], exc)
-        if self.on_message is not None:
-            self.on_message(SipResponse(0, "parse error"), "error:" + kind)
+        if self.on_parse_error is not None:
+            self.on_parse_error(kind)
 
     def _receive(self, msg: SipMessage, addr: Addr, conn: Connection | None, kind: str) -> None:
         now = self.clock()
@@ -252,8 +252,6 @@ class SipTransport:
             except SipParseError as exc:
                 self._reply_directly(msg, exc, addr, conn)
                 return
-        if self.on_message is not None:
-            self.on_message(msg, "in")
         conn_id = conn.conn_id if conn is not None else None
         try:
             self.layer.receive_message(msg, addr, now, reliable=conn is not None, conn_id=conn_id)
@@ -297,8 +295,6 @@ class SipTransport:
     def flush(self) -> None:
         """Send everything the transaction layer has queued; re-arm its timer."""
         for out in self.layer.messages_to_send():
-            if self.on_message is not None:
-                self.on_message(out.message, "out")
             self._write(bytes(out.message), cast(Addr, out.addr), out.conn_id)
         self._arm()
 

@@ -79,12 +79,13 @@ class WriteBehind:
     # -- producer side (synchronous, never awaits) -----------------------------------------
 
     def mark_dirty(self, record: DeviceRecord) -> None:
-        """Queue the current state of a device; replaces any state queued before for it.
+        """Queue a device for writing; replaces any state queued before for it.
 
-        The record is copied (with a shallow copy of ``extra``), so the caller may keep
-        mutating its own object.
+        Only the reference is kept (this runs on every keepalive, so it must be a dict
+        store); the record is copied when a flush starts, so what is written is the
+        device's latest state and the caller may keep mutating its own object.
         """
-        self._devices[record.device_id] = dataclasses.replace(record, extra=dict(record.extra))
+        self._devices[record.device_id] = record
         self.marks += 1
         self._maybe_wake()
 
@@ -115,8 +116,9 @@ class WriteBehind:
                 return
             devices, self._devices = self._devices, {}
             events, self._events = self._events, []
+            snapshot = [dataclasses.replace(r, extra=dict(r.extra)) for r in devices.values()]
             try:
-                await self._store.write_batch(list(devices.values()), events)
+                await self._store.write_batch(snapshot, events)
             except Exception as exc:
                 self._requeue(devices, events)
                 self.failures += 1

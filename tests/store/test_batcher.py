@@ -120,7 +120,7 @@ async def test_devices_and_events_in_one_transaction(store: SignallingStore) -> 
     assert await store.status_history(DEVICE_ID) == events[::-1]
 
 
-async def test_mark_dirty_snapshots_the_record(store: SignallingStore) -> None:
+async def test_flush_writes_the_latest_state_of_a_marked_record(store: SignallingStore) -> None:
     wb = WriteBehind(store)
     record = keepalive(1.0)
     record.extra["channels"] = 4
@@ -131,7 +131,7 @@ async def test_mark_dirty_snapshots_the_record(store: SignallingStore) -> None:
     await wb.flush()
 
     assert await store.get_device(DEVICE_ID) == DeviceRecord(
-        DEVICE_ID, "device", online=True, last_keepalive=1.0, expires=3600, extra={"channels": 4}
+        DEVICE_ID, "device", online=True, last_keepalive=99.0, expires=3600, extra={"channels": 8}
     )
 
 
