@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from gb28181.server import Platform
-from tests.helpers import need
+from tests.helpers import need, sipp_path
 
 from .conftest import DOMAIN, PASSWORD, SERVER_ID, free_port, platform_env, start_platform
 from .sip_client import TestDevice
@@ -178,7 +178,7 @@ async def test_tcp_device_goes_offline_when_its_connection_drops(platform: Platf
 
 
 def test_serve_command_starts_on_embedded_defaults_and_stops_cleanly(tmp_path: Path) -> None:
-    """The README's run command, in a fresh directory: starts, answers, stops."""
+    """The README's run command, in a fresh directory: starts, SIPp registers, it stops."""
     root = Path(__file__).resolve().parents[2]
     sip_port, http_port = free_port(), free_port()
     env = {
@@ -208,6 +208,35 @@ def test_serve_command_starts_on_embedded_defaults_and_stops_cleanly(tmp_path: P
             time.sleep(0.1)
         assert ok, "server did not become ready"
         assert (tmp_path / "var" / "gb28181.db").exists()
+        # A device (SIPp) registers to it with digest auth, keeps alive, unregisters.
+        inf = tmp_path / "dev.csv"
+        inf.write_text(
+            f"SEQUENTIAL\n{DEVICE};{SERVER_ID};{DOMAIN};"
+            f"[authentication username={DEVICE} password={PASSWORD}]\n"
+        )
+        sipp = subprocess.run(
+            [
+                sipp_path(),
+                "-sf",
+                str(root / "tests" / "integration" / "sipp" / "device_lifecycle.xml"),
+                "-inf",
+                str(inf),
+                "-i",
+                "127.0.0.1",
+                "-p",
+                str(free_port()),
+                "-m",
+                "1",
+                "-timeout",
+                "30",
+                "-nostdin",
+                f"127.0.0.1:{sip_port}",
+            ],
+            cwd=tmp_path,
+            capture_output=True,
+            timeout=60,
+        )
+        assert sipp.returncode == 0, sipp.stdout.decode(errors="replace")[-2000:]
     finally:
         proc.send_signal(signal.SIGTERM)
         out, _ = proc.communicate(timeout=30)
