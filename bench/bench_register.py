@@ -195,7 +195,9 @@ def main() -> int:
             inf = injection(workdir / "pop.csv", args.devices)
             _, rc = sipp("register.xml", target, inf, args.devices, 100000, limit=args.inflight)
             results["population_register_exit_code"] = rc
-            time.sleep(3)  # let the write-behind flush settle
+            # Steady state: the write-behind queue has flushed and the completed
+            # REGISTER transactions have left the transaction layer (Timer J, 32 s).
+            time.sleep(35)
             rss1 = rss_bytes(proc.pid)
             results["rss_bytes_per_device"] = (rss1 - rss0) / (args.devices + args.register)
             rate = max(1, round(args.devices / 60))

@@ -7,7 +7,7 @@ coalesces per-device writes into periodic batched transactions.
 
 from __future__ import annotations
 
-from ._base import BatchWriter, DeviceRecord, StatusEvent, Store
+from ._base import BatchWriter, ChannelRecord, DeviceRecord, StatusEvent, Store
 from ._batcher import WriteBehind
 from ._errors import (
     StoreClosedError,
@@ -25,6 +25,7 @@ from ._url import StoreUrl, parse_store_url, redact_url
 
 __all__ = [
     "BatchWriter",
+    "ChannelRecord",
     "DeviceRecord",
     "Migration",
     "PostgresStore",

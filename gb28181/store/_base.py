@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Protocol, Self
 
-__all__ = ["BatchWriter", "DeviceRecord", "StatusEvent", "Store"]
+__all__ = ["BatchWriter", "ChannelRecord", "DeviceRecord", "StatusEvent", "Store"]
 
 
 @dataclass(slots=True)
@@ -62,6 +62,45 @@ class StatusEvent:
     online: bool
     reason: str
     """``"registered"``, ``"unregistered"``, ``"keepalive timeout"``, ``"expired"``..."""
+
+
+@dataclass(slots=True)
+class ChannelRecord:
+    """One catalog node of a device or lower platform (GB/T 28181-2016 A.2.4.3 Item).
+
+    Built from the device tree (``gb28181.catalog.channel_record``). The three platform-side
+    attributes at the end are operator data: :meth:`Store.upsert_channels` writes them only
+    when it inserts a new row, and :meth:`Store.set_channel_attributes` changes them.
+    """
+
+    device_id: str
+    """The registered device or lower platform whose catalog lists the node."""
+    channel_id: str
+    """The node's own ID (channel, device, region, business group or virtual organisation)."""
+    parent_ids: tuple[str, ...] = ()
+    """Resolved parents (ParentID split on ``/``, root markers removed); empty = root."""
+    kind: str = "channel"
+    """``region``, ``business_group``, ``virtual_org``, ``device``, ``platform``, ``channel``."""
+    name: str | None = None
+    manufacturer: str | None = None
+    model: str | None = None
+    owner: str | None = None
+    civil_code: str | None = None
+    address: str | None = None
+    parental: int | None = None
+    status: str = "UNKNOWN"
+    """``ON``, ``OFF``, ``VLOST``, ``DEFECT`` or ``UNKNOWN``."""
+    longitude: float | None = None
+    latitude: float | None = None
+    ptz_type: int | None = None
+    business_group_id: str | None = None
+    info: dict[str, Any] = field(default_factory=dict)
+    """Every other field the device sent (JSON object)."""
+    security_class: int = 0
+    owner_department: str | None = None
+    shared: bool = False
+    updated_at: float = 0.0
+    """Unix epoch seconds of the last change."""
 
 
 class BatchWriter(Protocol):
@@ -158,6 +197,55 @@ class Store(abc.ABC):
         self, records: Sequence[DeviceRecord], events: Sequence[StatusEvent]
     ) -> None:
         """Upsert ``records`` and append ``events`` in a single transaction (all or nothing)."""
+
+    # -- channels (catalog) -----------------------------------------------------------------
+
+    @abc.abstractmethod
+    async def upsert_channels(self, device_id: str, records: Sequence[ChannelRecord]) -> None:
+        """Insert or update the catalog nodes of ``device_id`` in one transaction.
+
+        Existing rows keep their ``security_class``, ``owner_department`` and ``shared``: a
+        catalog sync never overwrites operator data. A record's ``device_id`` is ignored in
+        favour of the argument. When ``records`` repeats a ``channel_id`` the last one wins.
+
+        :raises StoreDataError: a record cannot be stored (``info`` not JSON-serialisable...);
+            nothing from the batch was written.
+        """
+
+    @abc.abstractmethod
+    async def delete_channels(
+        self, device_id: str, channel_ids: Sequence[str] | None = None
+    ) -> int:
+        """Delete the given nodes of ``device_id``, or all of them when ``channel_ids`` is
+        ``None``. :returns: the number of rows deleted."""
+
+    @abc.abstractmethod
+    async def load_channels(self, device_id: str) -> list[ChannelRecord]:
+        """Every node of ``device_id``, ordered by ``channel_id``."""
+
+    @abc.abstractmethod
+    async def search_channels(
+        self, text: str, *, limit: int = 50, offset: int = 0
+    ) -> list[ChannelRecord]:
+        """Nodes whose name contains ``text`` (case-insensitive for ASCII) or whose ID starts
+        with it, across all devices, ordered by ``(device_id, channel_id)``.
+
+        ``%`` and ``_`` in ``text`` match themselves. An empty ``text`` matches everything.
+        """
+
+    @abc.abstractmethod
+    async def set_channel_attributes(
+        self,
+        device_id: str,
+        channel_id: str,
+        *,
+        security_class: int | None = None,
+        owner_department: str | None = None,
+        shared: bool | None = None,
+        updated_at: float | None = None,
+    ) -> bool:
+        """Set platform-side attributes; ``None`` leaves an attribute unchanged, and an empty
+        ``owner_department`` clears it. :returns: whether the channel exists."""
 
     async def __aenter__(self) -> Self:
         return self

@@ -25,7 +25,15 @@ from asyncpg.exceptions._base import (  # type: ignore[import-untyped]
     DataError as _ArgumentError,
 )
 
-from ._base import DeviceRecord, StatusEvent, Store
+from ._base import ChannelRecord, DeviceRecord, StatusEvent, Store
+from ._channels import (
+    CHANNEL_COLUMNS,
+    UPDATE_COLUMNS,
+    channel_from_row,
+    channel_values,
+    latest_per_channel,
+    like_patterns,
+)
 from ._errors import (
     StoreClosedError,
     StoreConnectionError,
@@ -97,6 +105,56 @@ _HISTORY = (
     "FROM device_status_history WHERE device_id = $1 "
     "AND ($2::float8 IS NULL OR at < to_timestamp($2::float8)) "
     "ORDER BY at DESC, id DESC LIMIT $3"
+)
+_CHANNEL_TYPES: dict[str, str] = {
+    "parental": "int4",
+    "longitude": "float8",
+    "latitude": "float8",
+    "ptz_type": "int4",
+    "security_class": "int4",
+    "shared": "bool",
+    "updated_at": "float8",
+}
+
+
+def _channel_select(column: str) -> str:
+    if column == "updated_at":
+        return "extract(epoch FROM updated_at)::float8 AS updated_at"
+    if column == "info":
+        return "info::text AS info"
+    return column
+
+
+def _channel_insert(column: str) -> str:
+    if column == "updated_at":
+        return "to_timestamp(c.updated_at)"
+    if column == "info":
+        return "c.info::jsonb"
+    return f"c.{column}"
+
+
+_CHANNEL_SELECT = f"SELECT {', '.join(_channel_select(c) for c in CHANNEL_COLUMNS)} FROM channels"
+_CHANNEL_UPSERT = (
+    f"INSERT INTO channels ({', '.join(CHANNEL_COLUMNS)}) "
+    f"SELECT {', '.join(_channel_insert(c) for c in CHANNEL_COLUMNS)} FROM unnest("
+    + ", ".join(
+        f"${i}::{_CHANNEL_TYPES.get(c, 'text')}[]" for i, c in enumerate(CHANNEL_COLUMNS, 1)
+    )
+    + f") AS c({', '.join(CHANNEL_COLUMNS)}) "
+    "ON CONFLICT (device_id, channel_id) DO UPDATE SET "
+    + ", ".join(f"{c} = excluded.{c}" for c in UPDATE_COLUMNS)
+)
+_CHANNEL_SEARCH = (
+    f"{_CHANNEL_SELECT} WHERE name ILIKE $1 ESCAPE '\\' OR channel_id LIKE $2 ESCAPE '\\' "
+    "ORDER BY device_id, channel_id LIMIT $3 OFFSET $4"
+)
+_CHANNEL_ATTRIBUTES = (
+    "UPDATE channels SET security_class = coalesce($1::int4, security_class), "
+    "owner_department = CASE WHEN $2::text IS NULL THEN owner_department "
+    "ELSE nullif($2::text, '') END, "
+    "shared = coalesce($3::bool, shared), "
+    "updated_at = coalesce(to_timestamp($4::float8), updated_at) "
+    "WHERE device_id = $5 AND channel_id = $6"
 )
 _BOOTSTRAP = (
     "CREATE TABLE IF NOT EXISTS schema_migrations ("
@@ -293,6 +351,83 @@ class PostgresStore(Store):
                     await conn.execute(_UPSERT, *device_args)
                 if event_args is not None:
                     await conn.execute(_INSERT_EVENTS, *event_args)
+
+    # -- channels --------------------------------------------------------------------------
+
+    async def upsert_channels(self, device_id: str, records: Sequence[ChannelRecord]) -> None:
+        op = "upsert_channels"
+        rows = [
+            channel_values(device_id, r, operation=op, dialect=DIALECT)
+            for r in latest_per_channel(records)
+        ]
+        if not rows:
+            return
+        columns = [list(column) for column in zip(*rows, strict=True)]
+        pool = self._require(op)
+        with self._errors(op):
+            async with pool.acquire() as conn, conn.transaction():
+                await conn.execute(_CHANNEL_UPSERT, *columns)
+
+    async def delete_channels(
+        self, device_id: str, channel_ids: Sequence[str] | None = None
+    ) -> int:
+        op = "delete_channels"
+        pool = self._require(op)
+        with self._errors(op):
+            if channel_ids is None:
+                status = await pool.execute("DELETE FROM channels WHERE device_id = $1", device_id)
+            else:
+                status = await pool.execute(
+                    "DELETE FROM channels WHERE device_id = $1 AND channel_id = ANY($2::text[])",
+                    device_id,
+                    list(channel_ids),
+                )
+        return int(str(status).rsplit(" ", 1)[-1])
+
+    async def load_channels(self, device_id: str) -> list[ChannelRecord]:
+        op = "load_channels"
+        pool = self._require(op)
+        with self._errors(op):
+            rows = await pool.fetch(
+                f"{_CHANNEL_SELECT} WHERE device_id = $1 ORDER BY channel_id", device_id
+            )
+        return [channel_from_row(r, operation=op, dialect=DIALECT) for r in rows]
+
+    async def search_channels(
+        self, text: str, *, limit: int = 50, offset: int = 0
+    ) -> list[ChannelRecord]:
+        op = "search_channels"
+        check_limit(limit, operation=op, dialect=DIALECT)
+        check_limit(offset, operation=op, dialect=DIALECT)
+        contains, prefix = like_patterns(text)
+        pool = self._require(op)
+        with self._errors(op):
+            rows = await pool.fetch(_CHANNEL_SEARCH, contains, prefix, limit, offset)
+        return [channel_from_row(r, operation=op, dialect=DIALECT) for r in rows]
+
+    async def set_channel_attributes(
+        self,
+        device_id: str,
+        channel_id: str,
+        *,
+        security_class: int | None = None,
+        owner_department: str | None = None,
+        shared: bool | None = None,
+        updated_at: float | None = None,
+    ) -> bool:
+        op = "set_channel_attributes"
+        pool = self._require(op)
+        with self._errors(op):
+            status = await pool.execute(
+                _CHANNEL_ATTRIBUTES,
+                security_class,
+                owner_department,
+                shared,
+                updated_at,
+                device_id,
+                channel_id,
+            )
+        return bool(status != "UPDATE 0")
 
     # -- plumbing --------------------------------------------------------------------------
 

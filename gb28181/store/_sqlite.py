@@ -23,7 +23,15 @@ from typing import Any
 
 import aiosqlite
 
-from ._base import DeviceRecord, StatusEvent, Store
+from ._base import ChannelRecord, DeviceRecord, StatusEvent, Store
+from ._channels import (
+    CHANNEL_COLUMNS,
+    UPDATE_COLUMNS,
+    channel_from_row,
+    channel_values,
+    latest_per_channel,
+    like_patterns,
+)
 from ._errors import (
     StoreClosedError,
     StoreConnectionError,
@@ -54,6 +62,23 @@ _UPSERT = (
 _SELECT_DEVICES = f"SELECT {_COLUMNS} FROM devices"
 _INSERT_EVENT = (
     "INSERT INTO device_status_history (device_id, at, online, reason) VALUES (?, ?, ?, ?)"
+)
+_CHANNEL_SELECT = f"SELECT {', '.join(CHANNEL_COLUMNS)} FROM channels"
+_CHANNEL_UPSERT = (
+    f"INSERT INTO channels ({', '.join(CHANNEL_COLUMNS)}) "
+    f"VALUES ({', '.join('?' * len(CHANNEL_COLUMNS))}) "
+    "ON CONFLICT (device_id, channel_id) DO UPDATE SET "
+    + ", ".join(f"{c} = excluded.{c}" for c in UPDATE_COLUMNS)
+)
+_CHANNEL_SEARCH = (
+    f"{_CHANNEL_SELECT} WHERE name LIKE ? ESCAPE '\\' OR channel_id LIKE ? ESCAPE '\\' "
+    "ORDER BY device_id, channel_id LIMIT ? OFFSET ?"
+)
+_CHANNEL_ATTRIBUTES = (
+    "UPDATE channels SET security_class = coalesce(?, security_class), "
+    "owner_department = CASE WHEN ? IS NULL THEN owner_department ELSE nullif(?, '') END, "
+    "shared = coalesce(?, shared), updated_at = coalesce(?, updated_at) "
+    "WHERE device_id = ? AND channel_id = ?"
 )
 _BOOTSTRAP = (
     "CREATE TABLE IF NOT EXISTS schema_migrations ("
@@ -248,6 +273,98 @@ class SqliteStore(Store):
                 if event_rows:
                     await conn.executemany(_INSERT_EVENT, event_rows)
 
+    # -- channels --------------------------------------------------------------------------
+
+    async def upsert_channels(self, device_id: str, records: Sequence[ChannelRecord]) -> None:
+        op = "upsert_channels"
+        rows = [
+            _sqlite_channel(channel_values(device_id, r, operation=op, dialect=DIALECT))
+            for r in latest_per_channel(records)
+        ]
+        if not rows:
+            return
+        async with self._lock:
+            conn = self._require(op)
+            async with self._transaction(conn, op):
+                await conn.executemany(_CHANNEL_UPSERT, rows)
+
+    async def delete_channels(
+        self, device_id: str, channel_ids: Sequence[str] | None = None
+    ) -> int:
+        op = "delete_channels"
+        async with self._lock:
+            conn = self._require(op)
+            async with self._transaction(conn, op):
+                if channel_ids is None:
+                    cursor = await conn.execute(
+                        "DELETE FROM channels WHERE device_id = ?", (device_id,)
+                    )
+                    deleted = cursor.rowcount
+                    await cursor.close()
+                else:
+                    deleted = 0
+                    for channel_id in dict.fromkeys(channel_ids):
+                        cursor = await conn.execute(
+                            "DELETE FROM channels WHERE device_id = ? AND channel_id = ?",
+                            (device_id, channel_id),
+                        )
+                        deleted += cursor.rowcount
+                        await cursor.close()
+        return int(deleted)
+
+    async def load_channels(self, device_id: str) -> list[ChannelRecord]:
+        op = "load_channels"
+        async with self._lock:
+            conn = self._require(op)
+            with self._errors(op):
+                rows = await conn.execute_fetchall(
+                    f"{_CHANNEL_SELECT} WHERE device_id = ? ORDER BY channel_id", (device_id,)
+                )
+        return [channel_from_row(r, operation=op, dialect=DIALECT) for r in rows]
+
+    async def search_channels(
+        self, text: str, *, limit: int = 50, offset: int = 0
+    ) -> list[ChannelRecord]:
+        op = "search_channels"
+        check_limit(limit, operation=op, dialect=DIALECT)
+        check_limit(offset, operation=op, dialect=DIALECT)
+        contains, prefix = like_patterns(text)
+        async with self._lock:
+            conn = self._require(op)
+            with self._errors(op):
+                rows = await conn.execute_fetchall(
+                    _CHANNEL_SEARCH, (contains, prefix, limit, offset)
+                )
+        return [channel_from_row(r, operation=op, dialect=DIALECT) for r in rows]
+
+    async def set_channel_attributes(
+        self,
+        device_id: str,
+        channel_id: str,
+        *,
+        security_class: int | None = None,
+        owner_department: str | None = None,
+        shared: bool | None = None,
+        updated_at: float | None = None,
+    ) -> bool:
+        op = "set_channel_attributes"
+        params = (
+            security_class,
+            owner_department,
+            owner_department,
+            None if shared is None else int(shared),
+            updated_at,
+            device_id,
+            channel_id,
+        )
+        async with self._lock:
+            conn = self._require(op)
+            async with self._transaction(conn, op):
+                cursor = await conn.execute(_CHANNEL_ATTRIBUTES, params)
+                found = cursor.rowcount > 0
+                await cursor.close()
+        return found
+
     # -- plumbing --------------------------------------------------------------------------
 
     def _require(self, operation: str) -> aiosqlite.Connection:
@@ -286,6 +403,11 @@ class SqliteStore(Store):
             if isinstance(exc, ValueError) and "no active connection" in str(exc):
                 kind = StoreClosedError
             raise kind(f"{self._path}: {exc}", operation=operation, dialect=DIALECT) from exc
+
+
+def _sqlite_channel(values: tuple[Any, ...]) -> tuple[Any, ...]:
+    # ``shared`` is the only bool column; SQLite stores 0/1.
+    return (*values[:-2], int(values[-2]), values[-1])
 
 
 def _device_row(record: DeviceRecord, operation: str) -> tuple[Any, ...]:

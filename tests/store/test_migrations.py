@@ -19,15 +19,18 @@ from gb28181.store._migrations import (
     split_sqlite_script,
 )
 
-WIDGETS = Migration(2, "widgets", "CREATE TABLE widgets (id integer PRIMARY KEY, label text);")
+# Test-only migrations numbered past anything shipped, so adding a real migration moves nothing.
+SHIPPED = [m.version for m in load_migrations("sqlite")]
+NEXT = SHIPPED[-1] + 1
+WIDGETS = Migration(NEXT, "widgets", "CREATE TABLE widgets (id integer PRIMARY KEY, label text);")
 GADGETS_BROKEN = Migration(
-    3,
+    NEXT + 1,
     "gadgets",
     "CREATE TABLE gadgets (id integer PRIMARY KEY);\n"
     "INSERT INTO gadgets (id) VALUES (1);\n"
     "INSERT INTO gadgets (id) VALUES (1);\n",
 )
-GADGETS_FIXED = Migration(3, "gadgets", "CREATE TABLE gadgets (id integer PRIMARY KEY);")
+GADGETS_FIXED = Migration(NEXT + 1, "gadgets", "CREATE TABLE gadgets (id integer PRIMARY KEY);")
 
 
 def shipped_plus(dialect: str, *extra: Migration) -> list[Migration]:
@@ -147,15 +150,15 @@ async def test_new_migration_applied_once_in_order(store_url: str) -> None:
     async with await open_store(
         store_url, migrate=False, migrations=shipped_plus(dialect, WIDGETS)
     ) as store:
-        assert await store.migrate() == [2]
+        assert await store.migrate() == [NEXT]
         assert await store.migrate() == []
-        assert await store.applied_versions() == [1, 2]
+        assert await store.applied_versions() == [*SHIPPED, NEXT]
         assert len(await store.load_devices()) == 1
 
 
 async def test_open_without_migrate_leaves_schema_alone(store_url: str) -> None:
     async with await open_store(store_url, migrate=False) as store:
-        assert await store.migrate() == [1]
+        assert await store.migrate() == SHIPPED
 
 
 async def test_failed_migration_rolls_back(store_url: str) -> None:
@@ -163,26 +166,26 @@ async def test_failed_migration_rolls_back(store_url: str) -> None:
         dialect = first.dialect
 
     broken = shipped_plus(dialect, WIDGETS, GADGETS_BROKEN)
-    with pytest.raises(StoreMigrationError, match="0003_gadgets") as info:
+    with pytest.raises(StoreMigrationError, match=f"{NEXT + 1:04d}_gadgets") as info:
         await open_store(store_url, migrations=broken)
     assert info.value.operation == "migrate"
     assert info.value.__cause__ is not None
 
-    # 0002 stayed applied; 0003 left nothing behind, so the fixed script (which creates the
-    # same table) now applies cleanly.
+    # WIDGETS stayed applied; the broken one left nothing behind, so the fixed script (which
+    # creates the same table) now applies cleanly.
     fixed = shipped_plus(dialect, WIDGETS, GADGETS_FIXED)
     async with await open_store(store_url, migrate=False, migrations=fixed) as store:
-        assert await store.applied_versions() == [1, 2]
-        assert await store.migrate() == [3]
-        assert await store.applied_versions() == [1, 2, 3]
+        assert await store.applied_versions() == [*SHIPPED, NEXT]
+        assert await store.migrate() == [NEXT + 1]
+        assert await store.applied_versions() == [*SHIPPED, NEXT, NEXT + 1]
 
 
 async def test_concurrent_migrate_applies_each_version_once(store_url: str) -> None:
     stores = [await open_store(store_url, migrate=False) for _ in range(3)]
     try:
         results = await asyncio.gather(*(s.migrate() for s in stores))
-        assert sorted(results) == [[], [], [1]]
-        assert await stores[0].applied_versions() == [1]
+        assert sorted(results) == [[], [], SHIPPED]
+        assert await stores[0].applied_versions() == SHIPPED
     finally:
         for store in stores:
             await store.close()
