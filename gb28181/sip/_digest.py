@@ -286,6 +286,13 @@ def _token_or_quoted(text: str) -> str:
     return text if text and _TOKEN_CHARS.issuperset(text) else _quoted(text)
 
 
+#: ``(realm, algorithm, qop, opaque, stale)`` -> the challenge text before and
+#: after the quoted nonce; bounded (challenges can also come from the network).
+_CHALLENGE_TEXT: dict[tuple[str, str, tuple[str, ...], str | None, bool], tuple[str, str]] = {}
+#: Bound of each small memo in this module.
+_MAX_CACHED = 4096
+
+
 @dataclass(frozen=True, slots=True)
 class DigestChallenge:
     """A ``WWW-Authenticate`` (or ``Proxy-Authenticate``) Digest challenge.
@@ -328,9 +335,25 @@ class DigestChallenge:
         )
 
     def __str__(self) -> str:
+        # A registrar sends the same challenge with a new nonce thousands of
+        # times a second: the text around the nonce is cached per shape.
+        shape = (self.realm, self.algorithm, self.qop, self.opaque, self.stale)
+        around = _CHALLENGE_TEXT.get(shape)
+        if around is None:
+            if len(_CHALLENGE_TEXT) >= _MAX_CACHED:
+                _CHALLENGE_TEXT.clear()
+            text = self._format("\x00")
+            head, _, tail = text.partition('"\x00"')
+            around = _CHALLENGE_TEXT[shape] = (head, tail)
+        nonce = self.nonce
+        if '"' in nonce or "\\" in nonce or "\x00" in nonce:
+            return self._format(nonce)
+        return f'{around[0]}"{nonce}"{around[1]}'
+
+    def _format(self, nonce: str) -> str:
         parts = [
             f"realm={_quoted(self.realm)}",
-            f"nonce={_quoted(self.nonce)}",
+            f"nonce={_quoted(nonce)}",
             f"algorithm={_token_or_quoted(self.algorithm)}",
         ]
         if self.qop:
@@ -371,17 +394,22 @@ class DigestCredentials:
             :data:`MAX_HEADER_LENGTH`, or syntactically broken.
         """
         get = _parse_params(header_value).get
+        algorithm = get("algorithm", "MD5")
+        if algorithm != "MD5":
+            algorithm = _canonical_algorithm(algorithm)
+        # Positional: the frozen dataclass __init__ is the costly part of a
+        # parse, and binding ten keywords on top of it adds a third.
         return cls(
-            username=get("username"),
-            realm=get("realm"),
-            nonce=get("nonce"),
-            uri=get("uri"),
-            response=get("response"),
-            algorithm=_canonical_algorithm(get("algorithm", "MD5")),
-            qop=get("qop"),
-            nc=get("nc"),
-            cnonce=get("cnonce"),
-            opaque=get("opaque"),
+            get("username"),
+            get("realm"),
+            get("nonce"),
+            get("uri"),
+            get("response"),
+            algorithm,
+            get("qop"),
+            get("nc"),
+            get("cnonce"),
+            get("opaque"),
         )
 
     def __str__(self) -> str:
@@ -493,6 +521,7 @@ class AuthResult(enum.Enum):
     MISSING_FIELD = "missing_field"  # or a malformed nc
 
 
+_AUTH = ("auth",)
 _NONCE_BYTES = 20  # 4 time + 8 random + 8 MAC
 _MAC_BYTES = 8
 _MIN_SECRET = 16
@@ -625,6 +654,9 @@ class DigestVerifier:
         self._seen: OrderedDict[str, tuple[int, int]] = OrderedDict()
         # Nonces issued at or before this time may have lost their record.
         self._forgotten_before = -1
+        # (algorithm, user, realm, password) -> HA1 and (algorithm, method, uri) -> HA2.
+        self._memo: dict[tuple[str, ...], str] = {}
+        self._max_memo = 2 * max_tracked_nonces + _MAX_CACHED
 
     @property
     def tracked_nonces(self) -> int:
@@ -645,12 +677,7 @@ class DigestVerifier:
         if name not in self.algorithms:
             raise ValueError(f"algorithm {algorithm!r} not enabled")
         return DigestChallenge(
-            realm=self.realm,
-            nonce=self.issuer.issue(now),
-            algorithm=name,
-            qop=("auth",) if qop else (),
-            opaque=self.opaque,
-            stale=stale,
+            self.realm, self.issuer.issue(now), name, _AUTH if qop else (), self.opaque, stale
         )
 
     def verify(
@@ -709,8 +736,21 @@ class DigestVerifier:
             nc_value = int(nc, 16)
         if sess and cnonce is None:
             return AuthResult.MISSING_FIELD
-        ha1 = _ha1(fn, sess, username, realm, password, nonce, cnonce or "")
-        ha2 = _hex(fn, f"{method}:{uri}")
+        # HA1 (without -sess) and HA2 are the same for every REGISTER of a
+        # device: memoised, so a verify hashes once instead of three times.
+        memo = self._memo
+        ha1 = None if sess else memo.get((algorithm, username, realm, password))
+        if ha1 is None:
+            ha1 = _ha1(fn, sess, username, realm, password, nonce, cnonce or "")
+            if not sess:
+                if len(memo) >= self._max_memo:
+                    memo.clear()
+                memo[(algorithm, username, realm, password)] = ha1
+        ha2 = memo.get((algorithm, method, uri))
+        if ha2 is None:
+            if len(memo) >= self._max_memo:
+                memo.clear()
+            ha2 = memo[(algorithm, method, uri)] = _hex(fn, f"{method}:{uri}")
         if qop is None:
             expected = _hex(fn, f"{ha1}:{nonce}:{ha2}")
         else:

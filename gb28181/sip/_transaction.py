@@ -44,12 +44,25 @@ Timers live in a :class:`TimerQueue` (one FIFO per duration, lazy
 cancellation), so arming and cancelling cost O(1) and nothing is ever
 re-heapified per message. On reliable transports no retransmission timer is
 armed and timers D, I, J and K are zero: the transaction ends at once.
+
+Non-INVITE server transactions (REGISTER, keepalive MESSAGE: nearly all the
+traffic of a GB/T 28181 platform) take a cheaper road. They are
+``NonInviteServer`` list records in their own table, their key is read
+straight from the raw top Via text, and their two timers (the answer guard
+and timer J) are the records themselves, appended to two FIFOs of fixed
+duration and never cancelled: a record whose state has moved on is dropped
+when it reaches the head. With the caller's clock monotonic (it is, in the
+glue) each FIFO is in deadline order; were it ever to go backwards, a FIFO
+head would hold back earlier deadlines behind it, so these timers may fire
+late but never early (both are lower bounds).
 """
 
 from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable
+from operator import itemgetter
+from typing import Any
 
 from ._errors import SipError, SipLocalError, SipParseError, SipRemoteError
 from ._ids import new_branch, new_tag
@@ -77,6 +90,16 @@ from ._transaction_match import (
     via_branch_sent_by,
 )
 from ._transaction_state import (
+    NIST_ADDR,
+    NIST_CONN_ID,
+    NIST_DEADLINE,
+    NIST_KEY,
+    NIST_MOVES,
+    NIST_RELIABLE,
+    NIST_REQUEST,
+    NIST_RESPONSE,
+    NIST_STATE,
+    NonInviteServer,
     Transaction,
     TransactionConfig,
     TransactionInput,
@@ -92,6 +115,11 @@ _K = TransactionKind
 _S = TransactionState
 _I = TransactionInput
 _cancel = TimerQueue.cancel
+_new = tuple.__new__  # builds NamedTuple events without their Python-level __new__
+_NIST = _K.NON_INVITE_SERVER
+_UNANSWERED = (_S.TRYING, _S.PROCEEDING)
+_DONE = (_S.COMPLETED,)
+_deadline = itemgetter(0)
 
 
 class TransactionLayer:
@@ -108,7 +136,18 @@ class TransactionLayer:
         self._t2 = cfg.t2
         self._t64 = 64 * cfg.t1
         self._answer_timeout = cfg.answer_timeout if cfg.answer_timeout is not None else self._t64
+        self._guard_time = self._answer_timeout
+        self._max = cfg.max_transactions
+        self._report_terminated = cfg.report_terminated
         self._txns: dict[TransactionKey, Transaction] = {}
+        # Non-INVITE server transactions and their two timer FIFOs (module docstring).
+        self._nist: dict[TransactionKey, NonInviteServer] = {}
+        self._guard: deque[NonInviteServer] = deque()
+        self._timer_j: deque[NonInviteServer] = deque()
+        self._nist_fifos = (
+            (self._guard, _UNANSWERED, _I.TIMER_C),
+            (self._timer_j, _DONE, _I.TIMER_J),
+        )
         # INVITE server transactions in Accepted, by (Call-ID, From tag, CSeq number),
         # so that the ACK to our 2xx (a new branch) stops the 2xx retransmissions.
         self._accepted: dict[tuple[str, str, int], Transaction] = {}
@@ -153,7 +192,38 @@ class TransactionLayer:
         :raises SipLocalError: ``message`` is neither a request nor a response.
         """
         if isinstance(message, SipRequest):
-            self._receive_request(message, addr, now, reliable, conn_id)
+            method = message.method
+            if method == "INVITE" or method == "ACK" or method == "CANCEL":
+                self._receive_request(message, addr, now, reliable, conn_id)
+                return
+            # The hot path: REGISTER, MESSAGE... The key is read from the raw
+            # top Via as via_branch_sent_by() would (same result, same text);
+            # anything unusual (a list, quotes, no cookie) takes server_key().
+            raw = message.headers.get("Via")
+            key = None
+            if raw is not None and "," not in raw and '"' not in raw:
+                start = raw.find(";branch=")
+                if start > 0 and raw.startswith("z9hG4bK", start + 8):
+                    fields = raw[: raw.find(";")].split()
+                    end = raw.find(";", start + 8)
+                    branch = (raw[start + 8 :] if end < 0 else raw[start + 8 : end]).strip()
+                    if len(fields) > 1 and len(branch) > 7:
+                        key = _new(TransactionKey, (branch, fields[-1], method, True))
+            if key is None:
+                key = server_key(message)
+            nist = self._nist.get(key)
+            if nist is not None:
+                self._nist_again(nist)
+                return
+            if len(self._txns) + len(self._nist) >= self._max:
+                self.stats.dropped_over_limit += 1
+                return
+            self.stats.server_created += 1
+            # A new transaction in Trying (§17.2.2), guarded until the TU answers.
+            nist = [key, _S.TRYING, message, addr, conn_id, reliable, None, now + self._guard_time]
+            self._nist[key] = nist
+            self._guard.append(nist)
+            self._events.append(_new(RequestReceived, (message, key, addr, conn_id)))
         elif isinstance(message, SipResponse):
             self._receive_response(message, addr, now, conn_id)
         else:
@@ -202,7 +272,7 @@ class TransactionLayer:
         key = TransactionKey(branch, "", method, False)
         if key in self._txns:
             raise SipLocalError(f"branch {branch!r} is already in use for {method}")
-        if len(self._txns) >= self.config.max_transactions:
+        if len(self._txns) + len(self._nist) >= self._max:
             self.stats.dropped_over_limit += 1
             raise SipLocalError("transaction limit reached")
         invite = method == "INVITE"
@@ -239,7 +309,7 @@ class TransactionLayer:
         key = invite_key._replace(method="CANCEL")
         if key in self._txns:
             raise SipLocalError("the INVITE was already cancelled")
-        if len(self._txns) >= self.config.max_transactions:
+        if len(self._txns) + len(self._nist) >= self._max:
             self.stats.dropped_over_limit += 1
             raise SipLocalError("transaction limit reached")
         txn = Transaction(
@@ -277,11 +347,15 @@ class TransactionLayer:
                 raise SipLocalError(f"cannot match request: {exc}") from exc
         else:
             key = key_or_request
+        if not isinstance(response, SipResponse) or not 100 <= response.status <= 699:
+            raise SipLocalError(f"not a valid response: {response!r}")
+        nist = self._nist.get(key)
+        if nist is not None:
+            self._respond_nist(nist, response, now)
+            return
         txn = self._txns.get(key)
         if txn is None or not key.server:
             raise SipLocalError(f"no server transaction {key!r}")
-        if not isinstance(response, SipResponse) or not 100 <= response.status <= 699:
-            raise SipLocalError(f"not a valid response: {response!r}")
         self._respond(txn, response, now)
 
     def send_stateless(
@@ -294,7 +368,7 @@ class TransactionLayer:
     ) -> None:
         """Queue a message outside any transaction: an ACK to a 2xx, or a
         stateless response (a 400 to an unparsable request, a 503 under load)."""
-        self._out.append(Outgoing(message, addr, conn_id, reliable, None))
+        self._out.append(_new(Outgoing, (message, addr, conn_id, reliable, None)))
 
     def transport_error(self, key: TransactionKey, now: float) -> None:
         """Report that a message of ``key`` could not be sent (RFC 3261 §17.1.4, §17.2.4).
@@ -302,6 +376,12 @@ class TransactionLayer:
         The transaction ends with :class:`TransportFailed`. Unknown keys are
         ignored: the transaction may have ended since the message was queued.
         """
+        nist = self._nist.get(key)
+        if nist is not None:
+            if self._nist_move(nist, _I.ABORT):
+                self._events.append(TransportFailed(key, nist[NIST_REQUEST]))
+                self._finish_nist(nist)
+            return
         txn = self._txns.get(key)
         if txn is None or set_state(txn, _I.ABORT) is None:
             return
@@ -310,17 +390,51 @@ class TransactionLayer:
 
     def handle_timer(self, now: float) -> None:
         """Fire every timer due at ``now`` (call it at :meth:`get_timer`, or later)."""
-        handlers = self._timer_handlers
-        for entry in self._timers.pop_due(now):
-            if entry[4]:
-                entry[4] = False
-                txn: Transaction = entry[2]
-                handlers[entry[3]](txn, entry[3], now)
+        due: list[tuple[float, Any, TransactionInput | None]] = []
+        for fifo, live, timer in self._nist_fifos:
+            while fifo:
+                nist = fifo[0]
+                if nist[NIST_STATE] in live:
+                    if nist[NIST_DEADLINE] > now:
+                        break
+                    due.append((nist[NIST_DEADLINE], nist, timer))
+                fifo.popleft()  # due, or dead: its state has moved on
+        if not due:
+            for entry in self._timers.pop_due(now):
+                self._fire(entry, now)
+            return
+        due[:0] = [(e[0], e, None) for e in self._timers.pop_due(now)]
+        due.sort(key=_deadline)  # stable: ties keep the TimerQueue's arming order
+        for _, item, which in due:
+            if which is None:
+                self._fire(item, now)
+            elif self._nist_move(item, which):
+                if which is _I.TIMER_C:  # the TU never answered
+                    self.stats.timeouts += 1
+                    self._events.append(TransactionTimedOut(item[NIST_KEY], item[NIST_REQUEST]))
+                self._finish_nist(item)
+
+    def _fire(self, entry: list[Any], now: float) -> None:
+        if entry[4]:
+            entry[4] = False
+            txn: Transaction = entry[2]
+            self._timer_handlers[entry[3]](txn, entry[3], now)
 
     # ----------------------------------------------------------------- outputs
     def get_timer(self) -> float | None:
         """The next deadline at which :meth:`handle_timer` must be called, or ``None``."""
-        return self._timers.next_deadline()
+        best = self._timers.next_deadline()
+        guard = self._guard
+        while guard and guard[0][NIST_STATE] not in _UNANSWERED:
+            guard.popleft()
+        if guard and (best is None or guard[0][NIST_DEADLINE] < best):
+            best = guard[0][NIST_DEADLINE]
+        timer_j = self._timer_j
+        while timer_j and timer_j[0][NIST_STATE] is not _S.COMPLETED:
+            timer_j.popleft()
+        if timer_j and (best is None or timer_j[0][NIST_DEADLINE] < best):
+            best = timer_j[0][NIST_DEADLINE]
+        return best
 
     def messages_to_send(self) -> list[Outgoing]:
         """Take the queued messages, oldest first."""
@@ -335,20 +449,33 @@ class TransactionLayer:
 
     def state_of(self, key: TransactionKey) -> TransactionState | None:
         """The state of a live transaction, ``None`` once it has ended."""
+        nist = self._nist.get(key)
+        if nist is not None:
+            state: TransactionState = nist[NIST_STATE]
+            return state
         txn = self._txns.get(key)
         return txn.state if txn is not None else None
 
     def __len__(self) -> int:
         """Live transactions."""
-        return len(self._txns)
+        return len(self._txns) + len(self._nist)
 
     # --------------------------------------------------------- server side
     def _receive_request(
         self, req: SipRequest, addr: object, now: float, reliable: bool, conn_id: object | None
     ) -> None:
+        """INVITE, ACK and CANCEL (the other methods take the path in receive_message)."""
         key = server_key(req)
-        txn = self._txns.get(key)
         method = req.method
+        if method == "CANCEL":
+            nist = self._nist.get(key)
+            if nist is not None:
+                self._nist_again(nist)
+            elif self._room():
+                self.stats.server_created += 1
+                self._receive_cancel(req, key, addr, now, reliable, conn_id)
+            return
+        txn = self._txns.get(key)
         if method == "ACK":
             if txn is not None:
                 self._server_ack(txn, req, addr, conn_id, now)
@@ -358,29 +485,48 @@ class TransactionLayer:
         if txn is not None:
             self._request_again(txn)
             return
-        if len(self._txns) >= self.config.max_transactions:
-            self.stats.dropped_over_limit += 1
+        if not self._room():
             return
         self.stats.server_created += 1
-        if method == "CANCEL":
-            self._receive_cancel(req, key, addr, now, reliable, conn_id)
-            return
-        if method == "INVITE":
-            txn = Transaction(key, _K.INVITE_SERVER, _S.PROCEEDING, req, addr, conn_id, reliable)
-            self._txns[key] = txn
-            self._events.append(RequestReceived(req, key, addr, conn_id))
-            txn.end = self._timers.arm(now, self.config.timer_c, txn, _I.TIMER_C)
-            delay = self.config.trying_delay
-            if delay is not None:
-                if delay <= 0:
-                    self._on_timer_trying(txn, _I.TIMER_TRYING, now)
-                else:
-                    txn.retx = self._timers.arm(now, delay, txn, _I.TIMER_TRYING)
-            return
-        txn = Transaction(key, _K.NON_INVITE_SERVER, _S.TRYING, req, addr, conn_id, reliable)
+        txn = Transaction(key, _K.INVITE_SERVER, _S.PROCEEDING, req, addr, conn_id, reliable)
         self._txns[key] = txn
-        self._events.append(RequestReceived(req, key, addr, conn_id))
-        txn.end = self._timers.arm(now, self._answer_timeout, txn, _I.TIMER_C)
+        self._events.append(_new(RequestReceived, (req, key, addr, conn_id)))
+        txn.end = self._timers.arm(now, self.config.timer_c, txn, _I.TIMER_C)
+        delay = self.config.trying_delay
+        if delay is not None:
+            if delay <= 0:
+                self._on_timer_trying(txn, _I.TIMER_TRYING, now)
+            else:
+                txn.retx = self._timers.arm(now, delay, txn, _I.TIMER_TRYING)
+
+    def _room(self) -> bool:
+        """Whether one more transaction fits under ``max_transactions`` (else count a drop)."""
+        if len(self._txns) + len(self._nist) < self._max:
+            return True
+        self.stats.dropped_over_limit += 1
+        return False
+
+    def _nist_again(self, nist: NonInviteServer) -> None:
+        """A retransmitted non-INVITE request: resend our last response, if any (§17.2.2)."""
+        resp = nist[NIST_RESPONSE]
+        if not self._nist_move(nist, _I.RECV_REQUEST) or resp is None:
+            self.stats.requests_absorbed += 1
+            return
+        self.stats.responses_resent += 1
+        self._out.append(
+            _new(
+                Outgoing, (resp, nist[NIST_ADDR], nist[NIST_CONN_ID], nist[NIST_RELIABLE], nist[0])
+            )
+        )
+
+    @staticmethod
+    def _nist_move(nist: NonInviteServer, inp: TransactionInput) -> bool:
+        """``set_state`` for the list records: the same table, ``False`` if not allowed."""
+        new = NIST_MOVES.get(nist[NIST_STATE] * 32 + inp)
+        if new is None:
+            return False
+        nist[NIST_STATE] = new
+        return True
 
     def _request_again(self, txn: Transaction) -> None:
         """A retransmitted request: resend our last response, if any (§17.2.1, §17.2.2)."""
@@ -389,7 +535,7 @@ class TransactionLayer:
             self.stats.requests_absorbed += 1
             return
         self.stats.responses_resent += 1
-        self._out.append(Outgoing(resp, txn.addr, txn.conn_id, txn.reliable, txn.key))
+        self._out.append(_new(Outgoing, (resp, txn.addr, txn.conn_id, txn.reliable, txn.key)))
 
     def _server_ack(
         self, txn: Transaction, ack: SipRequest, addr: object, conn_id: object | None, now: float
@@ -440,8 +586,9 @@ class TransactionLayer:
         conn_id: object | None,
     ) -> None:
         """Answer a CANCEL ourselves (RFC 3261 §9.2) and tell the TU if it matters."""
-        txn = Transaction(key, _K.NON_INVITE_SERVER, _S.TRYING, cancel, addr, conn_id, reliable)
-        self._txns[key] = txn
+        txn = [key, _S.TRYING, cancel, addr, conn_id, reliable, None, now + self._guard_time]
+        self._nist[key] = txn
+        self._guard.append(txn)
         inv = self._txns.get(key._replace(method="INVITE"))
         if inv is None:
             resp = make_response(cancel, 481, to_tag=new_tag())
@@ -449,7 +596,37 @@ class TransactionLayer:
             resp = make_response(cancel, 200, to_tag=to_tag(inv.last_response) or new_tag())
             if inv.state is _S.PROCEEDING:
                 self._events.append(CancelReceived(inv.key, cancel))
-        self._respond(txn, resp, now)
+        self._respond_nist(txn, resp, now)
+
+    def _respond_nist(self, nist: NonInviteServer, resp: SipResponse, now: float) -> None:
+        """Trying/Proceeding -> Proceeding or Completed (§17.2.2), by the table."""
+        status = resp.status
+        final = status >= 200
+        state = nist[NIST_STATE]
+        new = NIST_MOVES.get(state * 32 + (_I.SEND_FINAL if final else _I.SEND_1XX))
+        if new is None:
+            raise SipLocalError(f"cannot send {status} in state {state.name} of {_NIST.name}")
+        nist[NIST_STATE] = new
+        nist[NIST_RESPONSE] = resp
+        reliable = nist[NIST_RELIABLE]
+        self._out.append(
+            _new(Outgoing, (resp, nist[NIST_ADDR], nist[NIST_CONN_ID], reliable, nist[NIST_KEY]))
+        )
+        if final:
+            if reliable:  # timer J is zero: the cheap path of a registrar on TCP
+                nist[NIST_STATE] = _S.TERMINATED
+                self._finish_nist(nist)
+            else:
+                nist[NIST_DEADLINE] = now + self._t64
+                self._timer_j.append(nist)
+
+    def _finish_nist(self, nist: NonInviteServer) -> None:
+        """Forget a non-INVITE server transaction that has just moved to Terminated."""
+        key = nist[NIST_KEY]
+        if self._nist.get(key) is nist:
+            del self._nist[key]
+        if self._report_terminated:
+            self._events.append(_new(TransactionTerminated, (key,)))
 
     def _respond(self, txn: Transaction, resp: SipResponse, now: float) -> None:
         status = resp.status
@@ -458,16 +635,7 @@ class TransactionLayer:
         if set_state(txn, inp) is None:
             raise SipLocalError(f"cannot send {status} in state {old.name} of {txn.kind.name}")
         txn.last_response = resp
-        self._out.append(Outgoing(resp, txn.addr, txn.conn_id, txn.reliable, txn.key))
-        if txn.kind is _K.NON_INVITE_SERVER:
-            if inp is not _I.SEND_1XX:
-                _cancel(txn.end)
-                if txn.reliable:  # timer J is zero: the cheap path of a registrar on TCP
-                    set_state(txn, _I.TIMER_J)
-                    self._finish(txn)
-                else:
-                    txn.end = self._timers.arm(now, self._t64, txn, _I.TIMER_J)
-            return
+        self._out.append(_new(Outgoing, (resp, txn.addr, txn.conn_id, txn.reliable, txn.key)))
         if old is _S.PROCEEDING:
             _cancel(txn.retx)  # the pending 100 Trying
             txn.retx = None
@@ -491,7 +659,9 @@ class TransactionLayer:
 
     # --------------------------------------------------------- client side
     def _start_client(self, txn: Transaction, now: float) -> None:
-        self._out.append(Outgoing(txn.request, txn.addr, txn.conn_id, txn.reliable, txn.key))
+        self._out.append(
+            _new(Outgoing, (txn.request, txn.addr, txn.conn_id, txn.reliable, txn.key))
+        )
         invite = txn.kind is _K.INVITE_CLIENT
         txn.end = self._timers.arm(now, self._t64, txn, _I.TIMER_B if invite else _I.TIMER_F)
         if not txn.reliable:
@@ -519,7 +689,7 @@ class TransactionLayer:
         if txn.kind is _K.INVITE_CLIENT:
             self._invite_response(txn, resp, inp, old, now)
             return
-        self._events.append(ResponseReceived(resp, txn.key))
+        self._events.append(_new(ResponseReceived, (resp, txn.key)))
         if inp is _I.RECV_1XX:
             return  # timer E goes on, at T2 from now on (§17.1.2.2)
         _cancel(txn.retx)
@@ -541,9 +711,10 @@ class TransactionLayer:
         if old is _S.COMPLETED:  # a retransmitted final response: ACK it again
             self.stats.responses_absorbed += 1
             if txn.ack is not None:
-                self._out.append(Outgoing(txn.ack, txn.addr, txn.conn_id, txn.reliable, txn.key))
+                ack = _new(Outgoing, (txn.ack, txn.addr, txn.conn_id, txn.reliable, txn.key))
+                self._out.append(ack)
             return
-        self._events.append(ResponseReceived(resp, txn.key))
+        self._events.append(_new(ResponseReceived, (resp, txn.key)))
         _cancel(txn.retx)
         txn.retx = None
         _cancel(txn.end)
@@ -559,7 +730,7 @@ class TransactionLayer:
             return
         self._drop_pending_cancel(txn)
         txn.ack = make_ack(txn.request, resp)
-        self._out.append(Outgoing(txn.ack, txn.addr, txn.conn_id, txn.reliable, txn.key))
+        self._out.append(_new(Outgoing, (txn.ack, txn.addr, txn.conn_id, txn.reliable, txn.key)))
         if txn.reliable:
             set_state(txn, _I.TIMER_D)
             self._finish(txn)
@@ -595,7 +766,7 @@ class TransactionLayer:
             resp = make_response(txn.request, 100)
             txn.last_response = resp
             txn.retx = None
-            self._out.append(Outgoing(resp, txn.addr, txn.conn_id, txn.reliable, txn.key))
+            self._out.append(_new(Outgoing, (resp, txn.addr, txn.conn_id, txn.reliable, txn.key)))
 
     def _on_timeout(self, txn: Transaction, timer: TransactionInput, now: float) -> None:
         # Timers B, C, F and H: no final response (or no ACK) in time.
@@ -618,7 +789,7 @@ class TransactionLayer:
 
     def _retransmit(self, txn: Transaction, message: SipRequest | SipResponse) -> None:
         self.stats.retransmissions += 1
-        self._out.append(Outgoing(message, txn.addr, txn.conn_id, txn.reliable, txn.key))
+        self._out.append(_new(Outgoing, (message, txn.addr, txn.conn_id, txn.reliable, txn.key)))
 
     # ------------------------------------------------------------------ ending
     def _drop_pending_cancel(self, txn: Transaction) -> None:
@@ -639,5 +810,5 @@ class TransactionLayer:
         if txn.accepted_id is not None and self._accepted.get(txn.accepted_id) is txn:
             del self._accepted[txn.accepted_id]
         self._drop_pending_cancel(txn)
-        if self.config.report_terminated:
-            self._events.append(TransactionTerminated(key))
+        if self._report_terminated:
+            self._events.append(_new(TransactionTerminated, (key,)))

@@ -4,6 +4,16 @@ Events are values with no behaviour, one class per thing that happened
 (style.md §2). :class:`Outgoing` is a ``NamedTuple`` rather than an event: it
 is made for every message sent on the hot path, and tuple construction is
 several times cheaper than a frozen dataclass.
+
+For the same reason the three events made once per transaction
+(:class:`RequestReceived`, :class:`ResponseReceived`,
+:class:`TransactionTerminated`) are immutable ``NamedTuple`` subclasses of
+:class:`TransactionEvent` rather than frozen dataclasses: the layer builds
+them with ``tuple.__new__`` in a fraction of a dataclass ``__init__``. They
+keep the field names, keyword construction, equality, hashing and pattern
+matching of the dataclass events; being tuples, they also compare equal to a
+plain tuple of the same values, which nothing relies on. The rarer events stay
+frozen dataclasses.
 """
 
 from __future__ import annotations
@@ -66,22 +76,28 @@ class TransactionEvent:
     __slots__ = ()
 
 
-@dataclass(frozen=True, slots=True)
-class RequestReceived(TransactionEvent):
-    """A new request created a server transaction; answer with ``send_response(key, ...)``."""
-
+class _RequestReceivedFields(NamedTuple):
     request: SipRequest
     key: TransactionKey
     addr: object
     conn_id: object | None
 
 
-@dataclass(frozen=True, slots=True)
-class ResponseReceived(TransactionEvent):
-    """A response for one of our client transactions (retransmissions are absorbed)."""
+class RequestReceived(_RequestReceivedFields, TransactionEvent):
+    """A new request created a server transaction; answer with ``send_response(key, ...)``."""
 
+    __slots__ = ()
+
+
+class _ResponseReceivedFields(NamedTuple):
     response: SipResponse
     key: TransactionKey
+
+
+class ResponseReceived(_ResponseReceivedFields, TransactionEvent):
+    """A response for one of our client transactions (retransmissions are absorbed)."""
+
+    __slots__ = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,8 +151,11 @@ class TransportFailed(TransactionEvent):
     request: SipRequest
 
 
-@dataclass(frozen=True, slots=True)
-class TransactionTerminated(TransactionEvent):
+class _TransactionTerminatedFields(NamedTuple):
+    key: TransactionKey
+
+
+class TransactionTerminated(_TransactionTerminatedFields, TransactionEvent):
     """The transaction is gone; its key will not be seen again."""
 
-    key: TransactionKey
+    __slots__ = ()

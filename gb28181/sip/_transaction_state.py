@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import IntEnum
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from ._message import SipRequest, SipResponse
@@ -20,7 +20,17 @@ if TYPE_CHECKING:
     from ._transaction_events import TransactionKey
 
 __all__ = [
+    "NIST_ADDR",
+    "NIST_CONN_ID",
+    "NIST_DEADLINE",
+    "NIST_KEY",
+    "NIST_MOVES",
+    "NIST_RELIABLE",
+    "NIST_REQUEST",
+    "NIST_RESPONSE",
+    "NIST_STATE",
     "TRANSITIONS",
+    "NonInviteServer",
     "Transaction",
     "TransactionConfig",
     "TransactionInput",
@@ -238,6 +248,32 @@ class Transaction:
         self.pending_cancel: Transaction | None = None
         self.accepted_id: tuple[str, str, int] | None = None
         self.acked = False
+
+
+#: A non-INVITE server transaction (§17.2.2, figure 8) is a plain list indexed
+#: by the ``NIST_*`` constants below, not an object: nearly every message a
+#: registrar sees (REGISTER, keepalive MESSAGE) makes one, and a list costs a
+#: fifth of a slotted instance to build. It carries only what figure 8 needs.
+#: ``NIST_DEADLINE`` is the answer guard's deadline until the final response,
+#: then timer J's; the layer's timer FIFOs hold the records themselves and
+#: read ``NIST_STATE`` to tell which deadline (if any) is live.
+NonInviteServer = list[Any]
+NIST_KEY = 0  # TransactionKey
+NIST_STATE = 1  # TransactionState: TRYING, PROCEEDING, COMPLETED or TERMINATED
+NIST_REQUEST = 2  # SipRequest
+NIST_ADDR = 3  # object
+NIST_CONN_ID = 4  # object | None
+NIST_RELIABLE = 5  # bool
+NIST_RESPONSE = 6  # SipResponse | None: the last response sent
+NIST_DEADLINE = 7  # float
+
+#: The non-INVITE server rows of :data:`TRANSITIONS`, keyed ``state * 32 + input``
+#: (one int hash instead of a 3-tuple per lookup on the hot path).
+NIST_MOVES: dict[int, TransactionState] = {
+    state * 32 + inp: new
+    for (kind, state, inp), new in TRANSITIONS.items()
+    if kind is TransactionKind.NON_INVITE_SERVER
+}
 
 
 def set_state(txn: Transaction, inp: TransactionInput) -> TransactionState | None:

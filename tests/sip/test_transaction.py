@@ -152,7 +152,8 @@ def test_invite_client_provisional_then_2xx() -> None:
     assert events(layer) == [ResponseReceived(ringing, key)]
     ok = make_response(invite, 200, to_tag="dev")
     layer.receive_message(ok, PEER, 0.3, reliable=False)
-    assert events(layer) == [ResponseReceived(ok, key), TransactionTerminated(key)]
+    expected: list[TransactionEvent] = [ResponseReceived(ok, key), TransactionTerminated(key)]
+    assert events(layer) == expected
     assert sent(layer) == []  # the TU ACKs a 2xx itself
     # The retransmitted 2xx is stray: the dialog layer re-ACKs it.
     layer.receive_message(ok, PEER, 0.8, reliable=False)
@@ -729,11 +730,12 @@ def test_send_cancel_dropped_when_invite_ends_first() -> None:
     cancel_key = layer.send_cancel(key, 0.1)
     ok = make_response(invite, 200, to_tag="t")
     layer.receive_message(ok, PEER, 0.2, reliable=False)
-    assert events(layer) == [
+    expected: list[TransactionEvent] = [
         ResponseReceived(ok, key),
         TransactionTerminated(cancel_key),
         TransactionTerminated(key),
     ]
+    assert events(layer) == expected
     assert len(layer) == 0
     with pytest.raises(SipLocalError, match="no INVITE"):
         layer.send_cancel(key, 0.3)
@@ -920,3 +922,44 @@ def test_random_interleavings_only_raise_local_errors(ops: list[tuple[Any, ...]]
     layer.handle_timer(now + 1000.0)
     events(layer)
     assert len(layer) == 0 and layer.get_timer() is None
+
+
+def test_non_invite_timers_fire_late_not_early_if_the_clock_goes_back() -> None:
+    layer = udp()
+    layer.receive_message(request(branch="z9hG4bKa"), PEER, 100.0, reliable=False)
+    first = events(layer)[0]
+    assert isinstance(first, RequestReceived)
+    layer.receive_message(request(branch="z9hG4bKb"), PEER, 50.0, reliable=False)
+    second = events(layer)[0]
+    assert isinstance(second, RequestReceived)
+    assert layer.get_timer() == 132.0  # the head's deadline holds back the earlier one
+    layer.handle_timer(131.0)
+    assert events(layer) == []
+    layer.handle_timer(132.0)
+    assert events(layer) == [  # in deadline order once due
+        TransactionTimedOut(second.key, second.request),
+        TransactionTerminated(second.key),
+        TransactionTimedOut(first.key, first.request),
+        TransactionTerminated(first.key),
+    ]
+    assert len(layer) == 0 and layer.get_timer() is None
+
+
+def test_non_invite_and_invite_timers_due_together_fire_in_deadline_order() -> None:
+    layer = udp(trying_delay=None)
+    layer.receive_message(request("INVITE", branch="z9hG4bKi"), PEER, 0.0, reliable=False)
+    invite = events(layer)[0]
+    assert isinstance(invite, RequestReceived)
+    layer.send_response(invite.key, make_response(invite.request, 486, to_tag="t"), 0.0)
+    layer.receive_message(request(branch="z9hG4bKm"), PEER, 1.0, reliable=False)
+    msg = events(layer)[0]
+    assert isinstance(msg, RequestReceived)
+    layer.send_response(msg.key, make_response(msg.request, 200, to_tag="t"), 1.0)
+    layer.messages_to_send()
+    layer.handle_timer(100.0)  # timer H (32 s) of the INVITE, then timer J (33 s)
+    assert [type(e) for e in events(layer)] == [
+        TransactionTimedOut,
+        TransactionTerminated,
+        TransactionTerminated,
+    ]
+    assert len(layer) == 0
