@@ -9,6 +9,7 @@ conventional form while lookups stay case-insensitive.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import overload
 
 from ._uri import split_header_list
 
@@ -119,54 +120,109 @@ _LIST_HEADERS = frozenset(
 )
 
 
+# Any spelling of a header name seen so far -> (lookup key, canonical name),
+# so that the ten or so lookups a handler makes per message cost one dict
+# probe each instead of a canonicalisation and a lower-casing. Bounded:
+# names come from the network (Headers.add of a parsed message's names).
+_KEYS: dict[str, tuple[str, str]] = {}
+_KEYS_MAX = 4096
+_KEY_NAME_MAX = 64
+
+
+def _key(name: str) -> tuple[str, str]:
+    """``(lower-case key, canonical name)`` of a header name, cached."""
+    entry = _KEYS.get(name)
+    if entry is None:
+        canon = _CANONICAL.get(name.lower(), name)
+        entry = (canon.lower(), canon)
+        if len(_KEYS) < _KEYS_MAX and len(name) <= _KEY_NAME_MAX:
+            _KEYS[name] = entry
+    return entry
+
+
 def canonical_name(name: str) -> str:
     """The conventional spelling of a header name (full form for compact ones)."""
-    return _CANONICAL.get(name.lower(), name)
+    entry = _KEYS.get(name)
+    return entry[1] if entry is not None else _key(name)[1]
 
 
 class Headers:
     """Ordered multi-map of headers with case-insensitive lookups.
 
-    Stored as a list of ``(lower_name, name, value)`` triples: SIP messages
-    carry a dozen headers, so a linear scan beats maintaining an index.
+    Stored as a list of ``(lower_name, name, value)`` triples, which keeps the
+    order and the repeats serialisation needs, plus an index of the first
+    value of each name, built on the first lookup and kept up to date by the
+    mutating methods, so :meth:`get` is one dict probe.
     """
 
-    __slots__ = ("_items",)
+    __slots__ = ("_index", "_items")
 
     def __init__(self, items: list[tuple[str, str]] | None = None) -> None:
         self._items: list[tuple[str, str, str]] = []
+        self._index: dict[str, str] | None = None
         if items:
             for name, value in items:
                 self.add(name, value)
 
     @classmethod
-    def _from_canonical(cls, items: list[tuple[str, str, str]]) -> Headers:
+    def _from_canonical(
+        cls, items: list[tuple[str, str, str]], index: dict[str, str] | None = None
+    ) -> Headers:
+        """Wrap prepared triples (and, optionally, their first-value index)."""
         h = cls.__new__(cls)
         h._items = items
+        h._index = index
         return h
+
+    def _first_values(self) -> dict[str, str]:
+        index = self._index
+        if index is None:
+            index = self._index = {t[0]: t[2] for t in reversed(self._items)}
+        return index
 
     def add(self, name: str, value: str) -> None:
         """Append a header (kept after existing ones of the same name)."""
-        name = canonical_name(name)
-        self._items.append((name.lower(), name, value))
+        key, name = _KEYS.get(name) or _key(name)
+        self._items.append((key, name, value))
+        index = self._index
+        if index is not None and key not in index:
+            index[key] = value
 
     def prepend(self, name: str, value: str) -> None:
         """Insert a header before all others (a new top Via, RFC 3261 §16.6)."""
-        name = canonical_name(name)
-        self._items.insert(0, (name.lower(), name, value))
+        key, name = _KEYS.get(name) or _key(name)
+        self._items.insert(0, (key, name, value))
+        if self._index is not None:
+            self._index[key] = value
+
+    @overload
+    def get(self, name: str) -> str | None: ...
+    @overload
+    def get(self, name: str, default: str) -> str: ...
+    @overload
+    def get(self, name: str, default: str | None) -> str | None: ...
 
     def get(self, name: str, default: str | None = None) -> str | None:
         """The first value of ``name`` (raw, not split), or ``default``."""
-        key = canonical_name(name).lower()
-        for lname, _, value in self._items:
-            if lname == key:
-                return value
-        return default
+        index = self._index
+        if index is None:
+            index = self._first_values()
+        entry = _KEYS.get(name) or _key(name)
+        return index.get(entry[0], default)
 
     def get_all(self, name: str) -> list[str]:
         """Every value of ``name``; list headers are split at top-level commas."""
-        key = canonical_name(name).lower()
-        values = [value for lname, _, value in self._items if lname == key]
+        key = (_KEYS.get(name) or _key(name))[0]
+        items = self._items
+        index = self._index
+        if index is None:
+            index = self._first_values()
+        if len(index) == len(items):
+            # No name repeats: the index holds every value.
+            value = index.get(key)
+            values = [] if value is None else [value]
+        else:
+            values = [t[2] for t in items if t[0] == key]
         if key in _LIST_HEADERS:
             out: list[str] = []
             for v in values:
@@ -176,35 +232,45 @@ class Headers:
 
     def set(self, name: str, value: str) -> None:
         """Replace all values of ``name`` with one value, at the first one's place."""
-        name = canonical_name(name)
-        key = name.lower()
-        for i, (lname, _, _) in enumerate(self._items):
-            if lname == key:
-                self._items[i] = (key, name, value)
-                self._items[i + 1 :] = [t for t in self._items[i + 1 :] if t[0] != key]
-                return
-        self._items.append((key, name, value))
+        self.set_all(name, [value])
 
     def set_all(self, name: str, values: list[str]) -> None:
         """Replace all values of ``name`` with ``values`` (one line each)."""
-        name = canonical_name(name)
-        key = name.lower()
-        pos = next((i for i, t in enumerate(self._items) if t[0] == key), len(self._items))
-        rest = [t for t in self._items if t[0] != key]
-        pos = min(pos, len(rest))
-        rest[pos:pos] = [(key, name, v) for v in values]
-        self._items = rest
+        key, name = _KEYS.get(name) or _key(name)
+        items = self._items
+        new = [(key, name, v) for v in values]
+        index = self._index
+        if index is None:
+            index = self._first_values()
+        if key not in index:
+            items.extend(new)
+        elif len(index) == len(items):
+            # The name is there once (no name repeats): replace that line.
+            pos = 0
+            while items[pos][0] != key:
+                pos += 1
+            items[pos : pos + 1] = new
+        else:
+            pos = next(i for i, t in enumerate(items) if t[0] == key)
+            rest = [t for t in items if t[0] != key]
+            rest[pos:pos] = new
+            self._items = rest
+        if values:
+            index[key] = values[0]
+        else:
+            index.pop(key, None)
 
     def remove(self, name: str) -> None:
         """Remove every value of ``name``."""
-        key = canonical_name(name).lower()
+        key = (_KEYS.get(name) or _key(name))[0]
         self._items = [t for t in self._items if t[0] != key]
+        if self._index is not None:
+            self._index.pop(key, None)
 
     def __contains__(self, name: object) -> bool:
         if not isinstance(name, str):
             return False
-        key = canonical_name(name).lower()
-        return any(t[0] == key for t in self._items)
+        return (_KEYS.get(name) or _key(name))[0] in self._first_values()
 
     def __iter__(self) -> Iterator[tuple[str, str]]:
         for _, name, value in self._items:
@@ -215,7 +281,8 @@ class Headers:
 
     def copy(self) -> Headers:
         """A shallow copy (values are immutable strings)."""
-        return Headers._from_canonical(list(self._items))
+        index = self._index
+        return Headers._from_canonical(list(self._items), None if index is None else dict(index))
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Headers):

@@ -6,6 +6,15 @@ value as text. Structured values (From, Via, CSeq...) are parsed only when an
 accessor asks for them and then cached, because on the hot path of a GB/T
 28181 platform (keepalives, registrations) most headers are never looked at.
 
+The hot path is tuned for the shape nearly every datagram has (CRLF line
+ends only, names seen before): one split at CRLF, then per line one
+``split(":")`` and one dict probe for the name; odd lines (folded, new names,
+no colon) drop to a slower loop that checks them. Bounded caches keep the
+canonical form of each header-name spelling, whole lines that devices send
+alike ("Max-Forwards: 70") and parsed CSeq values; :class:`Headers` indexes
+first values so lookups are one dict probe, and the accessors take fast,
+regex-based paths in :mod:`._uri` for the plain forms of From, To and Via.
+
 Bodies stay ``bytes``: MANSCDP bodies are GB2312/GB18030, and
 ``Content-Length`` counts encoded bytes, so serialisation always recomputes it
 from ``len(body)`` (gb28181-notes §2).
@@ -28,7 +37,7 @@ import re
 
 from ._errors import SipParseError
 from ._headers import Headers, canonical_name
-from ._uri import NameAddr, SipUri, Via
+from ._uri import NameAddr, SipUri, Via, _fast_via
 
 __all__ = [
     "DEFAULT_MAX_SIZE",
@@ -96,8 +105,16 @@ REASON_PHRASES: dict[int, str] = {
 
 _TOKEN_RE = re.compile(r"[A-Za-z0-9\-.!%*_+`'~]+")
 _MANDATORY = ("via", "from", "to", "call-id", "cseq")
+_MANDATORY_SET = frozenset(_MANDATORY)
 #: Headers that may appear once only (RFC 3261 §7.3.1, RFC 4475 multi01).
 _SINGLE = ("from", "to", "call-id", "cseq", "max-forwards")
+#: Methods known to be tokens, so the common ones skip the token regex.
+_METHODS = frozenset(
+    {"REGISTER", "MESSAGE", "INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "INFO", "NOTIFY"}
+    | {"SUBSCRIBE", "UPDATE", "PRACK", "REFER", "PUBLISH"}
+)
+#: Headers make_response copies unchanged (RFC 3261 §8.2.6.2).
+_RESPONSE_COPIED = frozenset({"via", "from", "call-id", "cseq"})
 
 
 def _is_digits(text: str) -> bool:
@@ -105,13 +122,41 @@ def _is_digits(text: str) -> bool:
     return text.isdigit() and text.isascii()
 
 
+#: Header name as written on the wire (already checked to be a token) ->
+#: (lookup key, canonical name). Bounded: the names come from the network.
 _NAME_CACHE: dict[str, tuple[str, str]] = {}
+_NAME_CACHE_MAX = 4096
+_NAME_CACHE_NAME_MAX = 64
+#: Whole header lines that thousands of devices send alike ("Max-Forwards: 70",
+#: "CSeq: 1 REGISTER", "User-Agent: IP Camera") -> their parsed (immutable)
+#: triple. Only the headers below are kept; Via, From, Call-ID... differ per
+#: message and would only churn it. Cleared when full: the names and values
+#: come from the network.
+_LINE_CACHE: dict[str, tuple[str, str, str]] = {}
+_LINE_CACHE_MAX = 4096
+_LINE_CACHE_LINE_MAX = 100
+_REPEATED_LINES = frozenset(
+    {
+        "max-forwards",
+        "user-agent",
+        "expires",
+        "content-length",
+        "content-type",
+        "cseq",
+        "allow",
+        "supported",
+        "x-gb-ver",
+        "server",
+        "event",
+        "subscription-state",
+    }
+)
 
 
 class SipMessage:
     """What requests and responses share: headers, body and parsed-header caches."""
 
-    __slots__ = ("_cseq", "_from", "_to", "_vias", "body", "headers")
+    __slots__ = ("_cseq", "_from", "_to", "_top", "_vias", "body", "headers")
 
     def __init__(self, headers: Headers | None = None, body: bytes = b"") -> None:
         self.headers = headers if headers is not None else Headers()
@@ -119,15 +164,21 @@ class SipMessage:
         self._cseq: tuple[int, str] | None = None
         self._from: NameAddr | None = None
         self._to: NameAddr | None = None
+        self._top: Via | None = None
         self._vias: list[Via] | None = None
 
     # -- accessors (parsed lazily, cached; call invalidate() after editing headers)
     def invalidate(self) -> None:
         """Forget cached parsed headers after :attr:`headers` was edited."""
-        self._cseq = self._from = self._to = self._vias = None
+        self._cseq = self._from = self._to = self._top = self._vias = None
 
-    def _required(self, name: str) -> str:
-        value = self.headers.get(name)
+    def _first(self, key: str, name: str) -> str:
+        """The first value of a header by its lower-case key (skips name lookup)."""
+        headers = self.headers
+        index = headers._index
+        if index is None:
+            index = headers._first_values()
+        value = index.get(key)
         if value is None:
             raise SipParseError(f"missing {name} header")
         return value
@@ -135,43 +186,80 @@ class SipMessage:
     @property
     def call_id(self) -> str:
         """The Call-ID value."""
-        return self._required("Call-ID").strip()
+        return self._first("call-id", "Call-ID").strip()
 
     @property
     def cseq(self) -> tuple[int, str]:
         """``(sequence number, method)`` from CSeq."""
-        if self._cseq is None:
-            self._cseq = _parse_cseq(self._required("CSeq"))
-        return self._cseq
+        cseq = self._cseq
+        if cseq is None:
+            cseq = self._cseq = _parse_cseq(self._first("cseq", "CSeq"))
+        return cseq
 
     @property
     def from_(self) -> NameAddr:
         """The parsed From header."""
-        if self._from is None:
-            self._from = NameAddr.parse(self._required("From"))
-        return self._from
+        value = self._from
+        if value is None:
+            value = self._from = NameAddr.parse(self._first("from", "From"))
+        return value
 
     @property
     def to(self) -> NameAddr:
         """The parsed To header."""
-        if self._to is None:
-            self._to = NameAddr.parse(self._required("To"))
-        return self._to
+        value = self._to
+        if value is None:
+            value = self._to = NameAddr.parse(self._first("to", "To"))
+        return value
 
     @property
     def vias(self) -> list[Via]:
-        """Every Via value, top first."""
-        if self._vias is None:
-            values = self.headers.get_all("Via")
+        """Every Via value, top first (``vias[0]`` is :attr:`top_via`)."""
+        vias = self._vias
+        if vias is None:
+            headers = self.headers
+            index = headers._index
+            if index is None:
+                index = headers._first_values()
+            top = self._top
+            if top is None:
+                value = index.get("via")
+                top = _fast_via(value) if value is not None else None
+            if top is not None and len(index) == len(headers._items):
+                # One Via line, and the fast parse of it saw no comma: top is all.
+                self._top = top
+                vias = self._vias = [top]
+                return vias
+            values = headers.get_all("Via")
             if not values:
                 raise SipParseError("missing Via header")
-            self._vias = [Via.parse(v) for v in values]
-        return self._vias
+            top = self._top
+            if top is None:
+                top = self._top = Via.parse(values[0])
+            vias = self._vias = [top]
+            vias.extend(Via.parse(v) for v in values[1:])
+        return vias
 
     @property
     def top_via(self) -> Via:
-        """The topmost Via (where responses go, RFC 3261 §18.2.2)."""
-        return self.vias[0]
+        """The topmost Via (where responses go, RFC 3261 §18.2.2).
+
+        Parses the first Via value only: handlers rarely need the others, and
+        a proxied request may carry several. :attr:`vias` parses (and checks)
+        them all.
+        """
+        top = self._top
+        if top is None:
+            headers = self.headers
+            index = headers._index
+            value = (index if index is not None else headers._first_values()).get("via")
+            # The plain one-value shape has no comma and no LWS to split on;
+            # anything else goes the way of vias.
+            top = _fast_via(value) if value is not None else None
+            if top is None:
+                return self.vias[0]
+            self._top = top
+        return top
 
     @property
     def contacts(self) -> list[NameAddr]:
@@ -213,24 +301,24 @@ class SipMessage:
             raise SipParseError(f"bad Expires value {value[:20]!r}")
         return int(value)
 
-    def _head_lines(self) -> list[str]:
+    def _start_line(self) -> str:
         raise NotImplementedError
 
     def __bytes__(self) -> bytes:
         # Content-Length is always recomputed from the body's bytes; it stays
         # where the headers had it (appended last when absent).
-        lines = self._head_lines()
         length = f"Content-Length: {len(self.body)}"
-        for lname, name, value in self.headers._items:
-            if lname != "content-length":
-                lines.append(f"{name}: {value}")
+        lines = [self._start_line()]
+        append = lines.append
+        for key, name, value in self.headers._items:
+            if key != "content-length":
+                append(f"{name}: {value}")
             elif length:
-                lines.append(length)
+                append(length)
                 length = ""
         if length:
-            lines.append(length)
-        lines.append("")
-        lines.append("")
+            append(length)
+        append("\r\n")
         return "\r\n".join(lines).encode("utf-8", "surrogateescape") + self.body
 
 
@@ -242,7 +330,10 @@ class SipRequest(SipMessage):
     def __init__(
         self, method: str, uri: str, headers: Headers | None = None, body: bytes = b""
     ) -> None:
-        super().__init__(headers, body)
+        # Sets every slot itself (see SipResponse.__init__).
+        self.headers = headers if headers is not None else Headers()
+        self.body = body
+        self._cseq = self._from = self._to = self._top = self._vias = None
         self.method = method
         self.uri = uri
 
@@ -270,8 +361,8 @@ class SipRequest(SipMessage):
         if uri.opaque is not None:
             raise SipParseError(f"unsupported Request-URI scheme {uri.scheme[:20]!r}", 416)
 
-    def _head_lines(self) -> list[str]:
-        return [f"{self.method} {self.uri} SIP/2.0"]
+    def _start_line(self) -> str:
+        return f"{self.method} {self.uri} SIP/2.0"
 
     def __repr__(self) -> str:
         return f"<SipRequest {self.method} {self.uri}>"
@@ -285,31 +376,55 @@ class SipResponse(SipMessage):
     def __init__(
         self, status: int, reason: str = "", headers: Headers | None = None, body: bytes = b""
     ) -> None:
-        super().__init__(headers, body)
+        # Sets every slot itself rather than calling SipMessage.__init__:
+        # one response is built per request, so the call is worth saving.
+        self.headers = headers if headers is not None else Headers()
+        self.body = body
+        self._cseq = self._from = self._to = self._top = self._vias = None
         self.status = status
         self.reason = reason or REASON_PHRASES.get(status, "Unknown")
 
-    def _head_lines(self) -> list[str]:
+    def _start_line(self) -> str:
         reason = self.reason
         if not reason.isprintable():
             # Reasons may quote a peer's bad input: never let it break the
             # status line or smuggle headers in (RFC 3261 §25.1 Reason-Phrase).
             reason = "".join(c if c.isprintable() else " " for c in reason)
-        return [f"SIP/2.0 {self.status} {reason}"]
+        return f"SIP/2.0 {self.status} {reason}"
 
     def __repr__(self) -> str:
         return f"<SipResponse {self.status} {self.reason}>"
 
 
+#: CSeq text -> parsed value. The same few values ("1 REGISTER", "20 MESSAGE")
+#: arrive from thousands of devices; the tuples are immutable, so sharing is safe.
+_CSEQ_CACHE: dict[str, tuple[int, str]] = {}
+_CSEQ_CACHE_MAX = 4096
+_CSEQ_TEXT_MAX = 40
+
+
 def _parse_cseq(value: str) -> tuple[int, str]:
+    cseq = _CSEQ_CACHE.get(value)
+    if cseq is None:
+        cseq = _parse_cseq_text(value)
+        if len(value) <= _CSEQ_TEXT_MAX:
+            if len(_CSEQ_CACHE) >= _CSEQ_CACHE_MAX:
+                _CSEQ_CACHE.clear()
+            _CSEQ_CACHE[value] = cseq
+    return cseq
+
+
+def _parse_cseq_text(value: str) -> tuple[int, str]:
     parts = value.split()
-    if len(parts) != 2 or not _is_digits(parts[0]) or len(parts[0]) > 10:
+    if len(parts) != 2:
         raise SipParseError(f"bad CSeq {value[:80]!r}")
-    num = int(parts[0])
+    number, method = parts
+    if not (number.isdigit() and number.isascii()) or len(number) > 10:
+        raise SipParseError(f"bad CSeq {value[:80]!r}")
+    num = int(number)
     if num >= 2**31:
         raise SipParseError(f"CSeq number out of range: {value[:80]!r}")
-    method = parts[1]
-    if _TOKEN_RE.fullmatch(method) is None:
+    if method not in _METHODS and _TOKEN_RE.fullmatch(method) is None:
         raise SipParseError(f"bad CSeq method {value[:80]!r}")
     return num, method
 
@@ -321,16 +436,46 @@ def _find_header_end(data: bytes) -> tuple[int, int]:
     headers closed by a CRLF blank line) or LF LF (LF only), whichever comes
     first. The header block keeps its last line end.
     """
-    lf = data.find(b"\n\n")
     mixed = data.find(b"\n\r\n")
-    if mixed >= 0 and (lf < 0 or mixed < lf):
-        return mixed + 1, mixed + 3
+    if mixed >= 0:
+        # An LF LF can only come first if it ends before this LF CR LF.
+        lf = data.find(b"\n\n", 0, mixed + 1)
+        if lf < 0:
+            return mixed + 1, mixed + 3
+    else:
+        lf = data.find(b"\n\n")
     if lf >= 0:
         return lf + 1, lf + 2
     return -1, -1
 
 
-def _parse_head(text: str) -> SipMessage:
+def _split_crlf(text: str) -> list[str] | None:
+    """The lines of a header block that ends in CRLF and uses nothing else, or None.
+
+    Every CR and every LF must belong to a CRLF: then the block needs no
+    copy and cannot hide a bare CR (which could smuggle a header when the
+    value is sent on) or a bare LF. Blank lines are no header block either.
+    """
+    lines = text.split("\r\n")
+    crlf = len(lines) - 1
+    if text.count("\n") != crlf or text.count("\r") != crlf:
+        return None
+    if lines[-1]:
+        return None
+    lines.pop()
+    if not lines or not lines[0] or not lines[-1]:
+        return None
+    return lines
+
+
+def _split_lines(text: str) -> list[str]:
+    """The header block's lines, without line ends and surrounding blank lines."""
+    lines = _split_crlf(text)
+    return lines if lines is not None else _split_any(text)
+
+
+def _split_any(text: str) -> list[str]:
+    """Like _split_lines, for LF-only or mixed line ends, or blank lines around."""
     if "\r" in text:
         text = text.replace("\r\n", "\n")
         if "\r" in text:
@@ -343,90 +488,142 @@ def _parse_head(text: str) -> SipMessage:
         first += 1
     if first >= len(lines):
         raise SipParseError("empty message")
-    start = lines[first]
-    msg: SipMessage
+    return lines[first:] if first else lines
+
+
+def _parse_start_line(start: str, headers: Headers) -> SipMessage:
     if start.startswith("SIP/"):
         parts = start.split(" ", 2)
         if len(parts) < 2:
             raise SipParseError(f"bad status line {start[:80]!r}")
         version = parts[0]
-        if version.upper() != "SIP/2.0":
+        if version != "SIP/2.0" and version.upper() != "SIP/2.0":
             raise SipParseError(f"unsupported SIP version {version[:20]!r}", 505)
         code = parts[1]
         if len(code) != 3 or not _is_digits(code) or not 100 <= int(code) <= 699:
             raise SipParseError(f"bad status code {code[:20]!r}")
-        resp = SipResponse(int(code))
+        resp = SipResponse(int(code), "", headers)
         # Keep the phrase as sent, even when empty (RFC 4475 noreason).
         resp.reason = parts[2] if len(parts) > 2 else ""
-        msg = resp
-    else:
-        parts = start.split(" ")
-        if len(parts) != 3 or not all(parts):
-            raise SipParseError(f"bad request line {start[:80]!r}")
-        method, uri, version = parts
-        if _TOKEN_RE.fullmatch(method) is None:
-            raise SipParseError(f"bad method {method[:40]!r}")
-        if version.upper() != "SIP/2.0":
-            raise SipParseError(f"unsupported SIP version {version[:20]!r}", 505)
-        if ":" not in uri or "<" in uri or ">" in uri:
-            # "<sip:...>" as Request-URI is RFC 4475 ltgtruri.
-            raise SipParseError(f"bad Request-URI {uri[:80]!r}")
-        msg = SipRequest(method, uri)
+        return resp
+    parts = start.split(" ")
+    if len(parts) != 3 or not all(parts):
+        raise SipParseError(f"bad request line {start[:80]!r}")
+    method, uri, version = parts
+    if method not in _METHODS and _TOKEN_RE.fullmatch(method) is None:
+        raise SipParseError(f"bad method {method[:40]!r}")
+    if version != "SIP/2.0" and version.upper() != "SIP/2.0":
+        raise SipParseError(f"unsupported SIP version {version[:20]!r}", 505)
+    if ":" not in uri or "<" in uri or ">" in uri:
+        # "<sip:...>" as Request-URI is RFC 4475 ltgtruri.
+        raise SipParseError(f"bad Request-URI {uri[:80]!r}")
+    return SipRequest(method, uri, headers)
+
+
+def _header_name(raw_name: str) -> tuple[str, str]:
+    """Check and canonicalise a header name not yet in the cache."""
+    stripped = raw_name.rstrip(" \t")
+    if _TOKEN_RE.fullmatch(stripped) is None:
+        raise SipParseError(f"bad header name {raw_name[:40]!r}")
+    name = canonical_name(stripped)
+    entry = (name.lower(), name)
+    if len(_NAME_CACHE) < _NAME_CACHE_MAX and len(raw_name) <= _NAME_CACHE_NAME_MAX:
+        _NAME_CACHE[raw_name] = entry
+    return entry
+
+
+def _parse_head(text: str) -> SipMessage:
+    return _parse_lines(_split_lines(text))
+
+
+def _parse_lines(lines: list[str]) -> SipMessage:
+    """Parse a header block split into lines (start line first, none blank)."""
     items: list[tuple[str, str, str]] = []
+    headers = Headers._from_canonical(items)
+    msg = _parse_start_line(lines[0], headers)
+    append = items.append
     cache = _NAME_CACHE
-    for line in lines[first + 1 :]:
-        if line[:1] in (" ", "\t"):
-            if not items:
-                raise SipParseError("continuation line before any header")
-            lname, name, value = items[-1]
-            items[-1] = (lname, name, f"{value} {line.strip()}" if value else line.strip())
-            continue
-        colon = line.find(":")
-        if colon <= 0:
-            raise SipParseError(f"bad header line {line[:80]!r}")
-        raw_name = line[:colon]
-        entry = cache.get(raw_name)
-        if entry is None:
-            stripped = raw_name.rstrip(" \t")
-            if _TOKEN_RE.fullmatch(stripped) is None:
-                raise SipParseError(f"bad header name {raw_name[:40]!r}")
-            name = canonical_name(stripped)
-            entry = (name.lower(), name)
-            if len(cache) < 4096:
-                cache[raw_name] = entry
-        items.append((entry[0], entry[1], line[colon + 1 :].strip()))
-    msg.headers = Headers._from_canonical(items)
+    line_cache = _LINE_CACHE
+    rest = iter(lines)
+    next(rest)
+    line = ""
+    while True:
+        try:
+            for line in rest:
+                item = line_cache.get(line)
+                if item is None:
+                    # The common line: a name seen before, a colon, a value.
+                    name, value = line.split(":", 1)
+                    entry = cache[name]
+                    item = (entry[0], entry[1], value.strip())
+                    if entry[0] in _REPEATED_LINES and len(line) <= _LINE_CACHE_LINE_MAX:
+                        if len(line_cache) >= _LINE_CACHE_MAX:
+                            line_cache.clear()
+                        line_cache[line] = item
+                append(item)
+            break
+        except (KeyError, ValueError):
+            # A new name, a folded line or no colon: handle this line and
+            # go on with the next one.
+            _parse_odd_line(line, items)
+    # First value of each name (built after the loop: folding edits items).
+    headers._index = {t[0]: t[2] for t in reversed(items)}
     return msg
 
 
+def _parse_odd_line(line: str, items: list[tuple[str, str, str]]) -> None:
+    if line[:1] in (" ", "\t"):
+        if not items:
+            raise SipParseError("continuation line before any header")
+        key, name, value = items[-1]
+        items[-1] = (key, name, f"{value} {line.strip()}" if value else line.strip())
+        return
+    name, colon, value = line.partition(":")
+    if not colon or not name:
+        raise SipParseError(f"bad header line {line[:80]!r}")
+    entry = _header_name(name)
+    items.append((entry[0], entry[1], value.strip()))
+
+
 def _validate(msg: SipMessage) -> None:
-    names = [t[0] for t in msg.headers._items]
-    present = set(names)
-    if not present.issuperset(_MANDATORY):
-        missing = [canonical_name(n) for n in _MANDATORY if n not in present]
+    headers = msg.headers
+    index = headers._index
+    if index is None:
+        index = headers._first_values()
+    if not _MANDATORY_SET.issubset(index):
+        missing = [canonical_name(n) for n in _MANDATORY if n not in index]
         raise SipParseError(f"missing mandatory header {', '.join(missing)}")
-    if len(present) != len(names):
+    if len(index) != len(headers._items):
+        names = [t[0] for t in headers._items]
         for name in _SINGLE:
             if names.count(name) > 1:
                 raise SipParseError(f"more than one {canonical_name(name)} header")
-    _, cseq_method = msg.cseq
-    if isinstance(msg, SipRequest) and cseq_method != msg.method:
-        raise SipParseError(f"CSeq method {cseq_method!r} does not match {msg.method!r}")
-    mf = msg.headers.get("Max-Forwards")
+    cseq = msg._cseq
+    if cseq is None:
+        cseq = msg._cseq = _parse_cseq(index["cseq"])
+    if isinstance(msg, SipRequest) and cseq[1] != msg.method:
+        raise SipParseError(f"CSeq method {cseq[1]!r} does not match {msg.method!r}")
+    mf = index.get("max-forwards")
     if mf is not None:
         mf = mf.strip()
-        if not _is_digits(mf) or len(mf) > 10 or int(mf) > 255:
+        if not (mf.isdigit() and mf.isascii()) or len(mf) > 10 or int(mf) > 255:
             raise SipParseError(f"bad Max-Forwards {mf[:20]!r}")
 
 
 def _content_length(msg: SipMessage) -> int | None:
-    values = [v for lname, _, v in msg.headers._items if lname == "content-length"]
-    if not values:
+    headers = msg.headers
+    index = headers._index
+    if index is None:
+        index = headers._first_values()
+    value = index.get("content-length")
+    if value is None:
         return None
-    if len(set(v.strip() for v in values)) > 1:
-        raise SipParseError("conflicting Content-Length headers")
-    value = values[0].strip()
-    if not _is_digits(value) or len(value) > 9:
+    value = value.strip()
+    if len(index) != len(headers._items):
+        values = {v.strip() for key, _, v in headers._items if key == "content-length"}
+        if len(values) > 1:
+            raise SipParseError("conflicting Content-Length headers")
+    if not (value.isdigit() and value.isascii()) or len(value) > 9:
         raise SipParseError(f"bad Content-Length {value[:20]!r}")
     return int(value)
 
@@ -444,25 +641,47 @@ def parse_message(data: bytes, *, max_size: int = DEFAULT_MAX_SIZE) -> SipMessag
         raise SipParseError(f"message of {len(data)} bytes exceeds the {max_size}-byte limit", 513)
     if data[:1] in (b"\r", b"\n"):
         data = data.lstrip(b"\r\n")  # blank lines before the start line
-    head_end, body_start = _find_header_end(data)
-    if head_end < 0:
-        if data.endswith(b"\n"):
-            head_end = body_start = len(data)
+    # The usual message ends its header block with CRLF CRLF and has no other
+    # line end (checked as in _split_crlf); then no LF LF or LF CR LF (see
+    # _find_header_end) can come before that CRLF CRLF.
+    end = data.find(b"\r\n\r\n")
+    lines = None
+    if end >= 0:
+        head_end = end + 2
+        body_start = end + 4
+        # _split_crlf, inlined: this is the path nearly every datagram takes.
+        text = data[:head_end].decode("utf-8", "surrogateescape")
+        lines = text.split("\r\n")
+        crlf = len(lines) - 1
+        if text.count("\n") == crlf and text.count("\r") == crlf and lines[0]:
+            lines.pop()  # the "" after the last CRLF
         else:
-            raise SipParseError("no blank line after the headers")
-    msg = _parse_head(data[:head_end].decode("utf-8", "surrogateescape"))
+            lines = None
+    if lines is None:
+        head_end, body_start = _find_header_end(data)
+        if head_end < 0:
+            if data.endswith(b"\n"):
+                head_end = body_start = len(data)
+            else:
+                raise SipParseError("no blank line after the headers")
+        lines = _split_lines(data[:head_end].decode("utf-8", "surrogateescape"))
+    msg = _parse_lines(lines)
     _validate(msg)
-    body = data[body_start:]
     length = _content_length(msg)
-    if length is not None:
+    if length is None:
+        msg.body = data[body_start:]
+    elif length == 0:
+        msg.body = b""
+    else:
         # A body a byte or two short of Content-Length is what a sender that
         # counted CRLF but sent LF produces (seen from a Hikvision NVR); keep
         # it rather than lose the catalog or record list inside. Anything
         # shorter is a truncated datagram (RFC 4475 §3.1.2.1 "clerr").
-        if len(body) < length - CONTENT_LENGTH_SLACK:
-            raise SipParseError(f"body is {len(body)} bytes, Content-Length says {length}")
-        body = body[:length]
-    msg.body = body
+        if len(data) - body_start < length - CONTENT_LENGTH_SLACK:
+            raise SipParseError(
+                f"body is {len(data) - body_start} bytes, Content-Length says {length}"
+            )
+        msg.body = data[body_start : body_start + length]
     return msg
 
 
@@ -602,19 +821,29 @@ def make_response(
     copies Timestamp into 100 Trying. Extra ``headers`` are appended.
     """
     items: list[tuple[str, str, str]] = []
+    append = items.append
+    copied = _RESPONSE_COPIED
     for t in request.headers._items:
-        lname = t[0]
-        if lname in ("via", "from", "call-id", "cseq"):
-            items.append(t)
-        elif lname == "to":
+        key = t[0]
+        if key in copied:
+            append(t)
+        elif key == "to":
             value = t[2]
-            if to_tag and status > 100 and ";tag=" not in value.replace(" ", "").lower():
+            if (
+                to_tag
+                and status > 100
+                and ";tag=" not in value
+                and ";tag=" not in value.replace(" ", "").lower()
+            ):
                 value = f"{value};tag={to_tag}"
-            items.append((lname, t[1], value))
-        elif lname == "timestamp" and status == 100:
-            items.append(t)
+            append((key, t[1], value))
+        elif key == "timestamp" and status == 100:
+            append(t)
     resp = SipResponse(status, reason, Headers._from_canonical(items), body)
+    # CSeq is copied verbatim, so its parsed form (an immutable tuple) is too.
+    resp._cseq = request._cseq
     if headers:
+        add = resp.headers.add
         for name, value in headers:
-            resp.headers.add(name, value)
+            add(name, value)
     return resp

@@ -34,6 +34,107 @@ _DISPLAY_RE = re.compile(r"[A-Za-z0-9\-.!%*_+`'~ \t]+")
 _URI_BAD_RE = re.compile(r"[ \t\r\n<>]")
 _LWS = (" ", "\t")
 
+# Fast paths. Nearly every value a GB/T 28181 peer sends has one shape:
+# ``<sip:user@host[:port]>;tag=x``, ``SIP/2.0/UDP host:port;rport;branch=x``,
+# ``sip:user@host``. These patterns accept only text that the general parsers
+# below would accept too, and the results are the same objects (a differential
+# test in tests/sip/test_uri.py holds them to it); anything else (quotes in
+# parameters, IPv6, escapes, LWS, passwords, unusual case) falls through to
+# the general parsers, which also produce the error messages.
+_TOKEN = r"[A-Za-z0-9\-.!%*_+`'~]+"
+_FAST_PARAMS = rf"((?:;{_TOKEN}(?:={_TOKEN})?)*)"
+_FAST_USER = r"[A-Za-z0-9\-_.!~*'()&=+$%/]+"
+_FAST_HOSTPORT = r"([A-Za-z0-9._-]+)(?::([0-9]{1,5}))?"
+_FAST_URI = rf"(sips?):(?:({_FAST_USER})@)?{_FAST_HOSTPORT}"
+_URI_FAST_RE = re.compile(_FAST_URI + _FAST_PARAMS)
+_NAME_ADDR_FAST_RE = re.compile(rf'(?:"([^"\\]*)"[ \t]*)?<{_FAST_URI}{_FAST_PARAMS}>{_FAST_PARAMS}')
+_VIA_FAST_RE = re.compile(rf"SIP/2\.0/([A-Za-z]+) {_FAST_HOSTPORT}{_FAST_PARAMS}")
+# The commonest shapes of all, with fewer groups to fill: a From/To of a
+# device, and a device's Via (RFC 3581 rport before the branch).
+_NAME_ADDR_TAG_RE = re.compile(rf"<(sips?):({_FAST_USER})@{_FAST_HOSTPORT}>(?:;tag=({_TOKEN}))?")
+_VIA_BRANCH_RE = re.compile(rf"SIP/2\.0/(UDP|TCP|TLS) {_FAST_HOSTPORT}(;rport)?;branch=({_TOKEN})")
+
+
+def _fast_params(text: str | None) -> dict[str, str | None]:
+    """Parameters of text that matched ``_FAST_PARAMS`` (same result as parse_params)."""
+    if not text:
+        return {}
+    if text.startswith(";tag=") and text.find(";", 1) < 0:
+        return {"tag": text[5:]}  # From/To: the one parameter there usually is
+    params: dict[str, str | None] = {}
+    for item in text[1:].split(";"):
+        name, sep, value = item.partition("=")
+        params[name.lower()] = value if sep else None
+    return params
+
+
+def _fast_uri(text: str) -> SipUri | None:
+    """``sip:user@host:port;params`` in its plain form, or None (see above)."""
+    m = _URI_FAST_RE.fullmatch(text)
+    if m is None:
+        return None
+    scheme, user, host, port, ptext = m.groups()
+    if port is None:
+        return SipUri(scheme, host, user, None, None, _fast_params(ptext), None)
+    number = int(port)
+    if number > 65535:
+        return None
+    return SipUri(scheme, host, user, None, number, _fast_params(ptext), None)
+
+
+def _fast_name_addr(text: str) -> NameAddr | None:
+    """``["name"] <sip:user@host:port;p>;params`` or ``sip:user@host;params``, or None."""
+    m = _NAME_ADDR_TAG_RE.fullmatch(text)
+    if m is not None:
+        scheme, user, host, port, tag = m.groups()
+        number = None
+        if port is not None:
+            number = int(port)
+            if number > 65535:
+                return None
+        uri = SipUri(scheme, host, user, None, number, {}, None)
+        return NameAddr(uri, None, {"tag": tag} if tag is not None else {})
+    m = _NAME_ADDR_FAST_RE.fullmatch(text)
+    if m is not None:
+        display, scheme, user, host, port, uparams, params = m.groups()
+    else:
+        m = _URI_FAST_RE.fullmatch(text)
+        if m is None:
+            return None
+        # In an addr-spec the parameters belong to the header (§20.10).
+        display = uparams = None
+        scheme, user, host, port, params = m.groups()
+    number = None
+    if port is not None:
+        number = int(port)
+        if number > 65535:
+            return None
+    uri = SipUri(scheme, host, user, None, number, _fast_params(uparams), None)
+    return NameAddr(uri, display, _fast_params(params))
+
+
+def _fast_via(text: str) -> Via | None:
+    """``SIP/2.0/UDP host:port;params``, or None (see above)."""
+    m = _VIA_BRANCH_RE.fullmatch(text)
+    if m is not None:
+        transport, host, port, rport, branch = m.groups()
+        params: dict[str, str | None] = (
+            {"rport": None, "branch": branch} if rport is not None else {"branch": branch}
+        )
+    else:
+        m = _VIA_FAST_RE.fullmatch(text)
+        if m is None:
+            return None
+        transport, host, port, ptext = m.groups()
+        transport = transport.upper()
+        params = _fast_params(ptext)
+    if port is None:
+        return Via(transport, host, None, params, "SIP/2.0")
+    number = int(port)
+    if number > 65535:
+        return None
+    return Via(transport, host, number, params, "SIP/2.0")
+
 
 def split_header_list(value: str) -> list[str]:
     """Split a comma-separated header value, respecting quotes and ``<>``.
@@ -120,7 +221,10 @@ def _split_semicolons(text: str) -> list[str]:
 
 def format_params(params: dict[str, str | None]) -> str:
     """Serialise parameters as ``;a=b;c``."""
-    return "".join(f";{k}" if v is None else f";{k}={v}" for k, v in params.items())
+    out = ""
+    for k, v in params.items():
+        out += f";{k}" if v is None else f";{k}={v}"
+    return out
 
 
 def _parse_hostport(text: str, what: str) -> tuple[str, int | None]:
@@ -175,6 +279,12 @@ class SipUri:
     @classmethod
     def parse(cls, text: str) -> SipUri:
         """Parse a URI; raise :class:`SipParseError` when it is malformed."""
+        uri = _fast_uri(text)
+        return uri if uri is not None else cls._parse(text)
+
+    @classmethod
+    def _parse(cls, text: str) -> SipUri:
+        """The general parser (any text the fast path does not take)."""
         text = text.strip()
         scheme, sep, rest = text.partition(":")
         if not sep or _SCHEME_RE.fullmatch(scheme) is None:
@@ -248,6 +358,12 @@ class NameAddr:
     @classmethod
     def parse(cls, text: str) -> NameAddr:
         """Parse a name-addr or addr-spec with header parameters."""
+        value = _fast_name_addr(text)
+        return value if value is not None else cls._parse(text)
+
+    @classmethod
+    def _parse(cls, text: str) -> NameAddr:
+        """The general parser (any text the fast path does not take)."""
         text = text.strip()
         if text == "*":
             return cls(uri=SipUri("sip"), wildcard=True)
@@ -327,6 +443,12 @@ class Via:
     @classmethod
     def parse(cls, text: str) -> Via:
         """Parse one Via value, tolerant of LWS around ``/`` (RFC 4475 wsinv)."""
+        via = _fast_via(text)
+        return via if via is not None else cls._parse(text)
+
+    @classmethod
+    def _parse(cls, text: str) -> Via:
+        """The general parser (any text the fast path does not take)."""
         head, _, ptext = text.partition(";")
         parts = head.replace("/", " / ").split()
         # parts: name / version / transport sent-by
@@ -350,4 +472,6 @@ class Via:
         return _format_hostport(self.host, self.port)
 
     def __str__(self) -> str:
-        return f"{self.protocol}/{self.transport} {self.sent_by}{format_params(self.params)}"
+        port = self.port
+        sent_by = self.host if port is None else f"{self.host}:{port}"
+        return f"{self.protocol}/{self.transport} {sent_by}{format_params(self.params)}"

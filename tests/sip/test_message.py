@@ -24,6 +24,7 @@ from gb28181.sip import (
     SipRequest,
     SipResponse,
     StreamParser,
+    _message,
     make_response,
     parse_message,
 )
@@ -370,6 +371,120 @@ def test_via_received_rport_round_trip() -> None:
 # -- StreamParser
 
 
+def test_top_via_parses_the_first_value_only_and_is_vias_first() -> None:
+    data = REGISTER.replace(
+        b"Max-Forwards", b"Via: SIP/2.0/UDP second;branch=z9hG4bK2\r\nMax-Forwards"
+    )
+    msg = parse_message(data.replace(b"second", b"bad host"))
+    assert msg.top_via.host == "192.168.1.64"  # the bad second Via is not parsed...
+    with pytest.raises(SipParseError, match="Via"):
+        _ = msg.vias  # ...until all of them are asked for
+    msg = parse_message(data)
+    top = msg.top_via
+    assert msg.vias[0] is top and [v.host for v in msg.vias] == ["192.168.1.64", "second"]
+    msg.invalidate()
+    assert msg.vias[0] is msg.top_via
+
+
+@pytest.mark.parametrize(
+    "via",
+    [
+        b"Via: SIP/2.0/UDP a;branch=z9hG4bK1, SIP/2.0/UDP b\r\n",
+        b"Via: \r\nVia: SIP/2.0/UDP a;branch=z9hG4bK1\r\n",
+        b"Via: SIP / 2.0 / UDP a ; branch = z9hG4bK1\r\n",
+    ],
+)
+def test_top_via_of_unusual_via_lines(via: bytes) -> None:
+    data = REGISTER.replace(b"Via: SIP/2.0/UDP 192.168.1.64:5060;rport;branch=z9hG4bK1\r\n", via)
+    msg = parse_message(data)
+    assert msg.top_via.host == "a" and msg.top_via.branch == "z9hG4bK1"
+    assert msg.top_via is msg.vias[0]
+
+
+def test_bare_lf_inside_a_crlf_header_block_is_a_line_end() -> None:
+    # Not taken for part of the Expires value (which would be sent on in a copy).
+    data = REGISTER.replace(b"Expires: 3600\r\n", b"Expires: 3600\nX-Next: 1\r\n")
+    msg = parse_message(data)
+    assert msg.expires == 3600
+    assert msg.headers.get("X-Next") == "1"
+
+
+def test_cseq_cache_gives_equal_values_and_still_refuses() -> None:
+    assert parse_message(REGISTER).cseq == parse_message(REGISTER).cseq == (1, "REGISTER")
+    long_method = b"X" * 100
+    data = REGISTER.replace(b"REGISTER sip", long_method + b" sip").replace(
+        b"1 REGISTER", b"1 " + long_method
+    )
+    assert parse_message(data).cseq == (1, long_method.decode())
+    assert "1 " + long_method.decode() not in _message._CSEQ_CACHE
+    with pytest.raises(SipParseError, match="CSeq"):
+        parse_message(REGISTER.replace(b"1 REGISTER", b"1 REGISTER x"))
+
+
+def test_header_name_cache_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_message, "_NAME_CACHE", {})
+    names = b"".join(b"X-N%d: 1\r\n" % i for i in range(_message._NAME_CACHE_MAX + 10))
+    data = REGISTER.replace(b"Expires", b"X-" + b"y" * 100 + b": 1\r\n" + names + b"Expires")
+    msg = parse_message(data, max_size=len(data))
+    assert msg.headers.get("x-n4100") == "1"
+    assert len(_message._NAME_CACHE) <= _message._NAME_CACHE_MAX
+    assert "X-" + "y" * 100 not in _message._NAME_CACHE
+
+
+def test_line_cache_is_bounded_and_keeps_values_apart(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_message, "_LINE_CACHE", {})
+    monkeypatch.setattr(_message, "_LINE_CACHE_MAX", 3)
+    for expires in (60, 3600, 7200, 86400, 3600):
+        data = REGISTER.replace(b"Expires: 3600", b"Expires: %d" % expires)
+        assert parse_message(data).expires == expires
+        assert len(_message._LINE_CACHE) <= 3
+    long_agent = b"User-Agent: " + b"x" * 200
+    msg = parse_message(REGISTER.replace(b"Expires", long_agent + b"\r\nExpires"))
+    assert msg.headers.get("User-Agent") == "x" * 200
+    assert long_agent.decode() not in _message._LINE_CACHE
+    # Per-message headers never go in.
+    assert not any(key in ("via", "from", "call-id") for key, _, _ in _message._LINE_CACHE.values())
+
+
+def test_serialise_keeps_one_content_length_in_place() -> None:
+    msg = SipRequest(
+        "MESSAGE",
+        "sip:a@b",
+        Headers([("X-A", "1"), ("l", "9"), ("X-B", "2"), ("Content-Length", "7")]),
+        b"abc",
+    )
+    assert bytes(msg) == (
+        b"MESSAGE sip:a@b SIP/2.0\r\nX-A: 1\r\nContent-Length: 3\r\nX-B: 2\r\n\r\nabc"
+    )
+
+
+def test_make_response_shares_the_parsed_cseq() -> None:
+    req = parse_message(REGISTER)
+    assert isinstance(req, SipRequest)
+    resp = make_response(req, 200, to_tag="t")
+    assert resp.cseq is req.cseq
+    assert parse_message(bytes(resp)).cseq == (1, "REGISTER")
+
+
+_LINE_BITS = st.sampled_from(["\r\n", "\n", "\r", "\r\n\r\n", "a", "X: 1", " ", ""])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_LINE_BITS, max_size=12).map("".join))
+def test_crlf_fast_split_agrees_with_the_general_split(text: str) -> None:
+    lines = _message._split_crlf(text)
+    if lines is not None:
+        assert lines == _message._split_any(text)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from([b"\r\n", b"\n", b"\r", b"a"]), max_size=16).map(b"".join))
+def test_crlf_crlf_is_the_header_end_when_the_block_is_all_crlf(data: bytes) -> None:
+    end = data.find(b"\r\n\r\n")
+    if end >= 0 and _message._split_crlf(data[: end + 2].decode()) is not None:
+        assert _message._find_header_end(data) == (end + 2, end + 4)
+
+
 def test_stream_whole_and_byte_at_a_time() -> None:
     data = load("hikvision_keepalive_1.sip")
     out = StreamParser().feed(data)
@@ -469,7 +584,17 @@ def test_stream_trickled_headers_cost_linear_time() -> None:
 
 FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 SEEDS = [p.read_bytes() for p in GOOD[::4]] + [REGISTER]
-ACCESSORS = ("from_", "to", "vias", "cseq", "contacts", "expires", "call_id", "content_type")
+ACCESSORS = (
+    "from_",
+    "to",
+    "top_via",
+    "vias",
+    "cseq",
+    "contacts",
+    "expires",
+    "call_id",
+    "content_type",
+)
 
 
 def exercise(msg: SipMessage) -> None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from gb28181.sip import (
     NameAddr,
@@ -13,6 +15,7 @@ from gb28181.sip import (
     parse_params,
     split_header_list,
 )
+from gb28181.sip._uri import _fast_name_addr, _fast_uri, _fast_via
 
 
 def test_full_sip_uri() -> None:
@@ -183,3 +186,144 @@ def test_split_header_list() -> None:
     assert split_header_list('a, "b,\\"c", <d,e>, ,f') == ["a", '"b,\\"c"', "<d,e>", "f"]
     with pytest.raises(SipParseError):
         split_header_list('"open, b')
+
+
+# -- fast paths: same answer as the general parsers, or no answer at all
+
+
+def _agrees(fast: object, general: object) -> None:
+    assert fast == general
+    assert str(fast) == str(general)  # parameter order too
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "<sip:34020000001320000001@3402000000>;tag=134020000001320000001",
+        "<sip:34020000001320000001@3402000000>",
+        "<sip:34020000001320000001@192.168.1.64:5060>",
+        "<sips:a.b-c_d!~*'()&=+$%25/@h>;tag=x",
+        '"Camera 1" <sip:34020000001320000001@3402000000>;tag=9',
+        '""<sip:a@b>',
+        "<sip:a@b;transport=udp;lr>;tag=1;expires=60",
+        "<sip:h:0>",
+        "sip:a@b;tag=1",
+        "sip:b",
+    ],
+)
+def test_fast_name_addr_taken_and_same_as_general(text: str) -> None:
+    fast = _fast_name_addr(text)
+    assert fast is not None
+    _agrees(fast, NameAddr._parse(text))
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "SIP/2.0/UDP 127.0.0.1:6000;rport;branch=z9hG4bK1",
+        "SIP/2.0/UDP 127.0.0.1:6000;branch=z9hG4bK1",
+        "SIP/2.0/TCP host;branch=z9hG4bK-.!%66*_+`'~",
+        "SIP/2.0/udp h:5060;branch=b;rport",
+        "SIP/2.0/UDP h:65535;rport=5060;received=1.2.3.4;branch=b",
+        "SIP/2.0/SCTP h",
+    ],
+)
+def test_fast_via_taken_and_same_as_general(text: str) -> None:
+    fast = _fast_via(text)
+    assert fast is not None
+    _agrees(fast, Via._parse(text))
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["sip:34020000002000000001@3402000000", "sips:h:5061;transport=tls;lr", "sip:u@h;X=Y"],
+)
+def test_fast_uri_taken_and_same_as_general(text: str) -> None:
+    fast = _fast_uri(text)
+    assert fast is not None
+    _agrees(fast, SipUri._parse(text))
+
+
+@pytest.mark.parametrize(
+    ("fast", "text"),
+    [
+        (_fast_name_addr, "<sip:a@b:65536>"),
+        (_fast_name_addr, " <sip:a@b>"),
+        (_fast_name_addr, "<SIP:a@b>"),
+        (_fast_name_addr, "<sip:a:pw@b>"),
+        (_fast_name_addr, "<sip:a@[::1]>"),
+        (_fast_name_addr, '<sip:a@b>;tag="q"'),
+        (_fast_name_addr, "Bob <sip:a@b>"),
+        (_fast_name_addr, "*"),
+        (_fast_via, "SIP/2.0/UDP h:99999;branch=b"),
+        (_fast_via, "SIP / 2.0 / UDP h"),
+        (_fast_via, "SIP/2.0/UDP [::1];branch=b"),
+        (_fast_via, "SIP/2.0/UDP h;branch="),
+        (_fast_uri, "sip:a@b?subject=x"),
+        (_fast_uri, "tel:+1234"),
+    ],
+)
+def test_fast_paths_leave_the_unusual_to_the_general_parsers(fast: object, text: str) -> None:
+    assert fast(text) is None  # type: ignore[operator]
+
+
+_PARAM = st.builds(
+    lambda name, value: f";{name}" if value is None else f";{name}={value}",
+    st.sampled_from(["tag", "TAG", "branch", "rport", "lr", "x", "", " tag"]),
+    st.sampled_from([None, "", "1", "z9hG4bK1", "a b", '"q"', "1.2.3.4", "[::1]", "a=b", "é"]),
+)
+_PARAMS = st.lists(_PARAM, max_size=3).map("".join)
+_HOSTPORT = st.builds(
+    "{}{}".format,
+    st.sampled_from(["3402000000", "127.0.0.1", "ex-a.com", "[::1]", "h st", "", "é"]),
+    st.sampled_from(["", ":5060", ":65535", ":65536", ":0", ":99999", ":", ":x", ":123456"]),
+)
+_URI = st.builds(
+    "{}:{}{}{}".format,
+    st.sampled_from(["sip", "sips", "SIP", "tel", "sipx"]),
+    st.sampled_from(["", "34020000001320000001@", "a.b!~*'()&=+$%/@", "a:pw@", "@", "a@b@", "é@"]),
+    _HOSTPORT,
+    _PARAMS,
+)
+
+
+@st.composite
+def _name_addrs(draw: st.DrawFn) -> str:
+    display = draw(st.sampled_from(["", '"Bob" ', '""', '"a\\"b" ', "Bob ", '"x"\t']))
+    uri = draw(_URI)
+    if draw(st.booleans()):
+        uri = f"<{uri}>"
+    return display + uri + draw(_PARAMS) + draw(st.sampled_from(["", " ", ">", ","]))
+
+
+_VIAS = st.builds(
+    "{}/{} {}{}".format,
+    st.sampled_from(["SIP/2.0", "sip/2.0", "SIP/2.1", "SIP / 2.0", "SIP/2.0 "]),
+    st.sampled_from(["UDP", "udp", "TCP", "TLS", "SCTP", "X-1", ""]),
+    _HOSTPORT,
+    _PARAMS,
+)
+
+
+def _check_agreement(fast: object, general: object, text: str) -> None:
+    got = fast(text)  # type: ignore[operator]
+    if got is not None:
+        _agrees(got, general(text))  # type: ignore[operator]
+
+
+@settings(max_examples=400, deadline=None)
+@given(_name_addrs())
+def test_fast_name_addr_never_disagrees(text: str) -> None:
+    _check_agreement(_fast_name_addr, NameAddr._parse, text)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_VIAS)
+def test_fast_via_never_disagrees(text: str) -> None:
+    _check_agreement(_fast_via, Via._parse, text)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_URI)
+def test_fast_uri_never_disagrees(text: str) -> None:
+    _check_agreement(_fast_uri, SipUri._parse, text)
