@@ -9,19 +9,19 @@ HTTP status that says what happened.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 
 from .metrics import CONTENT_TYPE_LATEST, Metrics
 from .registrar import DeviceState, Registrar
 from .store import Store
 
-__all__ = ["ApiError", "build_app", "device_json", "iso_time"]
+__all__ = ["MAX_PAGE", "ApiError", "build_app", "device_json", "int_param", "iso_time"]
 
 MAX_PAGE = 1000
 
@@ -62,7 +62,8 @@ def device_json(st: DeviceState) -> dict[str, Any]:
     }
 
 
-def _int_param(request: Request, name: str, default: int, lo: int, hi: int) -> int:
+def int_param(request: Request, name: str, default: int, lo: int, hi: int) -> int:
+    """Query parameter ``name`` as an int in ``lo..hi`` (400 otherwise)."""
     raw = request.query_params.get(name)
     if raw is None:
         return default
@@ -80,8 +81,9 @@ def build_app(
     metrics: Metrics,
     store: Store,
     ready: Callable[[], Awaitable[bool]],
+    extra_routes: Sequence[BaseRoute] = (),
 ) -> Starlette:
-    """Build the ASGI app over the running services."""
+    """Build the ASGI app over the running services (``extra_routes``: other services')."""
 
     async def healthz(request: Request) -> Response:
         return JSONResponse({"status": "ok"})
@@ -94,8 +96,8 @@ def build_app(
         return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
     async def list_devices(request: Request) -> Response:
-        limit = _int_param(request, "limit", 100, 1, MAX_PAGE)
-        offset = _int_param(request, "offset", 0, 0, 10**9)
+        limit = int_param(request, "limit", 100, 1, MAX_PAGE)
+        offset = int_param(request, "offset", 0, 0, 10**9)
         online = request.query_params.get("online")
         kind = request.query_params.get("type")
         items = sorted(registrar.devices.values(), key=lambda s: s.record.device_id)
@@ -126,7 +128,7 @@ def build_app(
 
     async def device_history(request: Request) -> Response:
         st = _device(request)
-        limit = _int_param(request, "limit", 100, 1, MAX_PAGE)
+        limit = int_param(request, "limit", 100, 1, MAX_PAGE)
         events = await store.status_history(st.record.device_id, limit=limit)
         return JSONResponse(
             {
@@ -147,5 +149,6 @@ def build_app(
         Route("/api/v1/devices", list_devices),
         Route("/api/v1/devices/{device_id}", get_device),
         Route("/api/v1/devices/{device_id}/status-history", device_history),
+        *extra_routes,
     ]
     return Starlette(routes=routes, exception_handlers={ApiError: api_error})

@@ -22,6 +22,7 @@ from typing import Any
 __all__ = [
     "Config",
     "ConfigError",
+    "DevicesConfig",
     "HttpConfig",
     "SipConfig",
     "StorageConfig",
@@ -101,6 +102,22 @@ class StorageConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class DevicesConfig:
+    """``[devices]``: device management over MANSCDP (catalog, queries, controls)."""
+
+    #: Seconds a query (DeviceInfo, RecordInfo...) waits for the device's Response.
+    query_timeout: float = 10.0
+    #: Seconds a Catalog query may take; what arrived by then is kept, marked partial.
+    catalog_timeout: float = 60.0
+    #: Query the Catalog when a device registers (first time or after being offline).
+    catalog_on_register: bool = True
+    #: Seconds between periodic full Catalog queries per online device; 0 disables.
+    catalog_refresh_interval: float = 0.0
+    #: Catalog queries in flight at once.
+    catalog_concurrency: int = 64
+
+
+@dataclass(frozen=True, slots=True)
 class LogConfig:
     """``[log]``: logging."""
 
@@ -114,6 +131,7 @@ class Config:
     sip: SipConfig = field(default_factory=SipConfig)
     http: HttpConfig = field(default_factory=HttpConfig)
     storage: StorageConfig = field(default_factory=StorageConfig)
+    devices: DevicesConfig = field(default_factory=DevicesConfig)
     log: LogConfig = field(default_factory=LogConfig)
 
 
@@ -256,6 +274,13 @@ def load_config(path: str | Path | None = None, env: Mapping[str, str] | None = 
         raise ConfigError("storage.url", f"must be sqlite:///... or postgresql://..., got {url!r}")
     if cfg.storage.flush_interval <= 0:
         raise ConfigError("storage.flush_interval", "must be positive")
+    dev = cfg.devices
+    if dev.query_timeout <= 0 or dev.catalog_timeout <= 0:
+        raise ConfigError("devices.query_timeout", "query and catalog timeouts must be positive")
+    if dev.catalog_refresh_interval < 0:
+        raise ConfigError("devices.catalog_refresh_interval", "must be 0 (off) or positive")
+    if dev.catalog_concurrency < 1:
+        raise ConfigError("devices.catalog_concurrency", "must be at least 1")
     if cfg.log.level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         raise ConfigError(
             "log.level", f"must be DEBUG, INFO, WARNING or ERROR, got {cfg.log.level!r}"

@@ -73,7 +73,27 @@ class Metrics:
             "Write-behind flushes to storage that failed (data kept and retried)",
             registry=r,
         )
+        self.queries = Counter(
+            "gb28181_manscdp_queries",
+            "MANSCDP queries and controls by CmdType and outcome "
+            "(sent, answered, partial, timeout, failed, offline)",
+            ["cmd_type", "outcome"],
+            registry=r,
+        )
+        self.catalog_items = Counter(
+            "gb28181_catalog_changes",
+            "Catalog nodes changed by syncs and notifications, by change kind",
+            ["kind"],
+            registry=r,
+        )
+        self.alarms = Counter(
+            "gb28181_alarms",
+            "Alarms received from devices, by AlarmMethod",
+            ["method"],
+            registry=r,
+        )
         self._msg_children: dict[tuple[str, str], Counter] = {}
+        self._query_children: dict[tuple[str, str], Counter] = {}
         self._resp_children: dict[tuple[int, str, str], Counter] = {}
 
     def bind_device_counts(
@@ -116,6 +136,25 @@ class Metrics:
     def status_change(self, online: bool, reason: str) -> None:
         """Count a device status transition (RegistrarMetrics)."""
         self.status_changes.labels("true" if online else "false", reason).inc()
+
+    def query(self, cmd_type: str, outcome: str) -> None:
+        """Count one MANSCDP query or control event (QueryMetrics)."""
+        key = (cmd_type, outcome)
+        child = self._query_children.get(key)
+        if child is None:
+            child = self.queries.labels(cmd_type, outcome)
+            self._query_children[key] = child
+        child.inc()
+
+    def catalog_change(self, kind: str, count: int = 1) -> None:
+        """Count catalog node changes of one kind (added, updated, removed, status...)."""
+        if count:
+            self.catalog_items.labels(kind).inc(count)
+
+    def alarm(self, method: str) -> None:
+        """Count one alarm (AlarmMetrics); methods are short digit strings, bounded here."""
+        label = method if len(method) <= 8 and method.isdigit() else "other"
+        self.alarms.labels(label).inc()
 
     def render(self) -> bytes:
         """The text exposition format for ``/metrics``."""

@@ -21,9 +21,14 @@ from pathlib import Path
 
 import uvicorn
 
+from .alarms import AlarmService
 from .api import build_app
+from .api_devices import device_routes
+from .catalog_sync import CatalogService
+from .channel_writer import ChannelWriter
 from .config import Config
 from .metrics import Metrics
+from .queries import QueryService
 from .registrar import Registrar, RegistrarConfig
 from .signalling import Signalling
 from .sip import DigestVerifier, NonceIssuer
@@ -37,6 +42,22 @@ log = logging.getLogger(__name__)
 SWEEP_INTERVAL = 2.0
 #: Lifetime of digest nonces.
 NONCE_LIFETIME = 300.0
+#: Response CmdTypes routed to the query correlator (answers to what we send).
+RESPONSE_CMD_TYPES = (
+    "Catalog",
+    "DeviceInfo",
+    "DeviceStatus",
+    "RecordInfo",
+    "ConfigDownload",
+    "PresetQuery",
+    "HomePositionQuery",
+    "PTZPosition",
+    "SDCardStatus",
+    "CruiseTrackListQuery",
+    "CruiseTrackQuery",
+    "DeviceControl",
+    "DeviceConfig",
+)
 #: Garbage-collector thresholds for the signalling process. Every SIP message
 #: allocates a few hundred short-lived objects while tens of thousands of
 #: devices and transactions stay alive; CPython's default (700, 10, 10)
@@ -81,6 +102,10 @@ class Platform:
         self.store: Store | None = None
         self.writer: WriteBehind | None = None
         self.signalling: Signalling | None = None
+        self.queries: QueryService | None = None
+        self.catalogs: CatalogService | None = None
+        self.alarms: AlarmService | None = None
+        self.channel_writer: ChannelWriter | None = None
         self.http: uvicorn.Server | None = None
         self._tasks: list[asyncio.Task[None]] = []
         sip = config.sip
@@ -143,6 +168,7 @@ class Platform:
             advertised_host=cfg.sip.advertised_host,
             clock=self.clock,
         )
+        await self._start_device_management()
         tls = self._tls_context()
         await self.signalling.transport.start(
             cfg.sip.listen, cfg.sip.port, tls_port=cfg.sip.tls_port, tls=tls
@@ -160,6 +186,63 @@ class Platform:
             self.http_port if self.http else -1,
         )
 
+    async def _start_device_management(self) -> None:
+        """Queries, catalogs (trees loaded from storage) and their MANSCDP routes."""
+        assert self.signalling is not None and self.registrar is not None
+        assert self.store is not None
+        cfg = self.config
+        sig = self.signalling
+        self.queries = QueryService(
+            sig,
+            self.registrar,
+            self.metrics,
+            clock=self.clock,
+            default_timeout=cfg.devices.query_timeout,
+        )
+        self.channel_writer = ChannelWriter(self.store, interval=cfg.storage.flush_interval)
+        self.catalogs = CatalogService(
+            self.queries,
+            self.channel_writer,
+            self.metrics,
+            server_id=cfg.sip.id,
+            clock=self.clock,
+            timeout=cfg.devices.catalog_timeout,
+            refresh_interval=cfg.devices.catalog_refresh_interval,
+            concurrency=cfg.devices.catalog_concurrency,
+        )
+        loaded = 0
+        for device_id in list(self.registrar.devices):
+            records = await self.store.load_channels(device_id)
+            self.catalogs.load(device_id, records)
+            loaded += len(records)
+        if loaded:
+            log.info("loaded %d catalog nodes", loaded)
+        self.channel_writer.start()
+        queries, catalogs = self.queries, self.catalogs
+        for cmd_type in RESPONSE_CMD_TYPES:
+            sig.on_manscdp("Response", cmd_type, queries.on_response)
+        sig.on_manscdp("Notify", "Catalog", catalogs.apply_notify)
+        self.alarms = AlarmService(queries, self.metrics)
+        sig.on_manscdp("Notify", "Alarm", self.alarms.on_alarm)
+        if cfg.devices.catalog_on_register:
+            sig.on_registered.append(catalogs.device_online)
+        if cfg.devices.catalog_refresh_interval > 0:
+            self._tasks.append(asyncio.create_task(self._catalog_refresher(), name="catalog"))
+
+    async def _catalog_refresher(self) -> None:
+        assert self.catalogs is not None and self.registrar is not None
+        registrar = self.registrar
+
+        def online(device_id: str) -> bool:
+            st = registrar.get(device_id)
+            return st is not None and st.registered and st.record.online
+
+        while True:
+            interval = self.config.devices.catalog_refresh_interval
+            await asyncio.sleep(min(SWEEP_INTERVAL * 5, interval))
+            for device_id in self.catalogs.due(online, self.clock()):
+                self.catalogs.request_sync(device_id)
+
     def _tls_context(self) -> ssl.SSLContext | None:
         sip = self.config.sip
         if not sip.tls_port:
@@ -173,7 +256,11 @@ class Platform:
 
     async def _start_http(self) -> None:
         assert self.registrar is not None and self.store is not None
-        app = build_app(self.registrar, self.metrics, self.store, self._ready)
+        assert self.catalogs is not None and self.queries is not None
+        routes = device_routes(
+            self.registrar, self.catalogs, self.queries, self.store, alarms=self.alarms
+        )
+        app = build_app(self.registrar, self.metrics, self.store, self._ready, routes)
         config = uvicorn.Config(
             app,
             host=self.config.http.listen,
@@ -217,8 +304,16 @@ class Platform:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks.clear()
+        if self.catalogs is not None:
+            await self.catalogs.stop()
+        if self.alarms is not None:
+            await self.alarms.stop()
+        if self.queries is not None:
+            self.queries.close()
         if self.signalling is not None:
             await self.signalling.transport.stop()
+        if self.channel_writer is not None:
+            await self.channel_writer.stop()
         if self.writer is not None:
             await self.writer.stop()
         if self.store is not None:

@@ -44,12 +44,24 @@ from .sip import (
 )
 from .transport import Connection, SipTransport
 
-__all__ = ["DeviceUnreachable", "RequestHandler", "Signalling", "SipRequestTimeout"]
+__all__ = [
+    "DeviceUnreachable",
+    "ManscdpCallback",
+    "RegisteredCallback",
+    "RequestHandler",
+    "Signalling",
+    "SipRequestTimeout",
+]
 
 log = logging.getLogger(__name__)
 
 RequestHandler = Callable[[SipRequest, Source, float], SipResponse | None]
 ManscdpHandler = Callable[[SipRequest, "manscdp.Message", Source, float], SipResponse | None]
+
+ManscdpCallback = Callable[[str, "manscdp.Message", float], object]
+"""A service's view of a MANSCDP message: (sender device ID, message, now)."""
+RegisteredCallback = Callable[[str, float], None]
+"""Called with (device ID, now) when a device registers and was not online before."""
 
 MANSCDP_CONTENT_TYPE = "application/manscdp+xml"
 
@@ -97,11 +109,14 @@ class Signalling:
             "REGISTER": self._on_register,
             "MESSAGE": self._on_message,
             "OPTIONS": self._on_options,
+            "NOTIFY": self._on_notify,
         }
         self.manscdp_handlers: dict[tuple[str, str], ManscdpHandler] = {
             ("Notify", "Keepalive"): self._on_keepalive,
         }
         self._pending: dict[Any, asyncio.Future[SipResponse]] = {}
+        #: Told when a device registers and was not online before (catalog query...).
+        self.on_registered: list[RegisteredCallback] = []
 
     # -- event loop of the transaction layer -------------------------------
     def _drain(self) -> None:
@@ -168,8 +183,22 @@ class Signalling:
     # -- handlers -----------------------------------------------------------
     def _on_register(self, request: SipRequest, source: Source, now: float) -> SipResponse:
         started = time.perf_counter()
+        try:
+            device_id = request.from_.uri.user or ""
+        except SipParseError:
+            device_id = ""  # the registrar answers it
+        before = self.registrar.get(device_id) if device_id else None
+        was_online = before is not None and before.registered and before.record.online
         response = self.registrar.handle_register(request, source, now)
         self.metrics.register_seconds.observe(time.perf_counter() - started)
+        if response.status == 200 and not was_online and self.on_registered:
+            st = self.registrar.get(device_id)
+            if st is not None and st.registered:
+                for callback in self.on_registered:
+                    try:
+                        callback(device_id, now)
+                    except Exception:
+                        log.exception("registration listener failed device=%s", device_id)
         return response
 
     def _on_options(self, request: SipRequest, source: Source, now: float) -> SipResponse:
@@ -199,6 +228,39 @@ class Signalling:
             status = 200 if state is not None and state.registered else 404
             return make_response(request, status, to_tag=self._tag())
         return handler(request, msg, source, now)
+
+    def _on_notify(self, request: SipRequest, source: Source, now: float) -> SipResponse | None:
+        """NOTIFY of a subscription (Catalog, Alarm, MobilePosition: GB/T 28181-2016 §9.11).
+
+        Its MANSCDP body goes through the same (root, CmdType) table as a MESSAGE's. A NOTIFY
+        without a body (subscription state only) is simply acknowledged.
+        """
+        if not request.body:
+            return make_response(request, 200, to_tag=self._tag())
+        return self._on_message(request, source, now)
+
+    def on_manscdp(self, root: str, cmd_type: str, callback: ManscdpCallback) -> None:
+        """Route MANSCDP ``(root, CmdType)`` from registered senders to ``callback``.
+
+        The MESSAGE (or NOTIFY) is answered 200 OK here, whatever the callback does (notes
+        §4.1: the SIP answer never waits for the application); a sender that is not registered
+        gets 404 so that it registers again.
+        """
+
+        def handler(
+            request: SipRequest, msg: manscdp.Message, source: Source, now: float
+        ) -> SipResponse:
+            sender = request.from_.uri.user or msg.device_id
+            st = self.registrar.get(sender)
+            if st is None or not st.registered:
+                return make_response(request, 404, to_tag=self._tag())
+            try:
+                callback(sender, msg, now)
+            except Exception:
+                log.exception("MANSCDP %s/%s handler failed sender=%s", root, cmd_type, sender)
+            return make_response(request, 200, to_tag=self._tag())
+
+        self.manscdp_handlers[(root, cmd_type)] = handler
 
     def _on_keepalive(
         self, request: SipRequest, msg: manscdp.Message, source: Source, now: float

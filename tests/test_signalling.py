@@ -158,3 +158,63 @@ def test_new_request_targets_observed_address_and_needs_registration() -> None:
     assert req.top_via.branch and req.top_via.branch.startswith("z9hG4bK")
     with pytest.raises(DeviceUnreachable):
         sig.new_request("MESSAGE", "34020000001320000099", "34020000001320000099")
+
+
+def catalog_notify_body() -> bytes:
+    return (
+        '<?xml version="1.0" encoding="GB2312"?>\r\n<Notify>\r\n<CmdType>Catalog</CmdType>\r\n'
+        f"<SN>5</SN>\r\n<DeviceID>{DEVICE}</DeviceID>\r\n<SumNum>1</SumNum>\r\n"
+        '<DeviceList Num="1">\r\n<Item><DeviceID>34020000001320000009</DeviceID>'
+        "<Event>OFF</Event></Item>\r\n</DeviceList>\r\n</Notify>\r\n"
+    ).encode()
+
+
+@pytest.mark.parametrize("method", ["MESSAGE", "NOTIFY"])
+def test_on_manscdp_routes_to_the_callback_and_answers_200(method: str) -> None:
+    sig, cap = make_signalling()
+    seen: list[tuple[str, str, float]] = []
+    sig.on_manscdp("Notify", "Catalog", lambda dev, msg, now: seen.append((dev, msg.cmd_type, now)))
+    assert deliver(sig, cap, request(method, catalog_notify_body(), MANSCDP)).status == 200
+    assert seen == [(DEVICE, "Catalog", T0 + 2)]
+
+
+def test_on_manscdp_answers_200_even_when_the_callback_fails_and_404_to_strangers() -> None:
+    sig, cap = make_signalling()
+
+    def broken(dev: str, msg: object, now: float) -> None:
+        raise RuntimeError("bug")
+
+    sig.on_manscdp("Notify", "Catalog", broken)
+    assert deliver(sig, cap, request("MESSAGE", catalog_notify_body(), MANSCDP)).status == 200
+    sig, cap = make_signalling(registered=False)
+    sig.on_manscdp("Notify", "Catalog", broken)
+    assert deliver(sig, cap, request("MESSAGE", catalog_notify_body(), MANSCDP)).status == 404
+
+
+def test_bodiless_notify_is_acknowledged() -> None:
+    sig, cap = make_signalling()
+    assert deliver(sig, cap, request("NOTIFY")).status == 200
+
+
+def test_on_registered_fires_only_when_the_device_was_not_online() -> None:
+    sig, cap = make_signalling(registered=False)
+    fired: list[str] = []
+    sig.on_registered.append(lambda dev, now: fired.append(dev))
+    registrar = sig.registrar
+    real = registrar.restore
+
+    def accept(req: SipRequest, source: Source, now: float) -> SipResponse:
+        real(
+            [
+                DeviceRecord(device_id=DEVICE, kind="device", host="192.0.2.1", port=5060,
+                             expires=3600, registered_at=now, online=True)
+            ],
+            now,
+        )  # fmt: skip
+        return SipResponse(200, "OK", req.headers)
+
+    registrar.handle_register = accept  # type: ignore[method-assign]
+    deliver(sig, cap, request("REGISTER"))
+    assert fired == [DEVICE]
+    deliver(sig, cap, request("REGISTER"))  # a refresh while online
+    assert fired == [DEVICE]

@@ -8,7 +8,8 @@ and sockets; keeping it out of the pytest process keeps both simple):
 
 It registers with digest auth, sends a Keepalive MESSAGE with content type
 ``Application/MANSCDP+xml``, re-registers, optionally waits for one MESSAGE
-from the platform (``--expect-message``), and prints one JSON line with the
+from the platform (``--expect-message``, of a given CmdType with ``--expect-cmd``: the
+platform also sends its own Catalog query after registration), and prints one JSON line with the
 status codes it saw. Exit code 0 when every step got a 2xx.
 """
 
@@ -60,6 +61,12 @@ def main() -> int:
     ap.add_argument("--password", required=True)
     ap.add_argument("--transport", default="udp", choices=["udp", "tcp"])
     ap.add_argument("--expect-message", type=float, default=0.0, metavar="SECONDS")
+    ap.add_argument(
+        "--expect-cmd",
+        default="",
+        metavar="CMDTYPE",
+        help="with --expect-message: wait for a MESSAGE of this CmdType (others are kept too)",
+    )
     args = ap.parse_args()
 
     ep = pj.Endpoint()
@@ -108,7 +115,16 @@ def main() -> int:
     result["reregister"] = dev.reg_codes[-1] if ok else None
 
     if args.expect_message:
-        wait(ep, lambda: bool(dev.received), args.expect_message)
+        tag = f"<CmdType>{args.expect_cmd}</CmdType>"
+        wait(
+            ep,
+            lambda: (
+                any(tag in m["body"] for m in dev.received)
+                if args.expect_cmd
+                else bool(dev.received)
+            ),
+            args.expect_message,
+        )
         result["received"] = dev.received
 
     print(json.dumps(result), flush=True)
