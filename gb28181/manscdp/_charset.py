@@ -111,14 +111,12 @@ def strip_declaration(text: str) -> str:
     ElementTree refuses a ``str`` whose declaration names a multi-byte encoding ("multi-byte
     encodings are not supported", notes §4.2), and the text is already decoded anyway.
     """
-    start = 0
-    while start < len(text) and text[start] in " \t\r\n\ufeff":
-        start += 1
-    if text.startswith("<?xml", start):
-        end = text.find("?>", start)
+    stripped = text.lstrip(" \t\r\n\ufeff")
+    if stripped.startswith("<?xml"):
+        end = stripped.find("?>")
         if end >= 0:
-            return text[end + 2 :]
-    return text[start:] if start else text
+            return stripped[end + 2 :]
+    return stripped
 
 
 def encode_document(

@@ -61,7 +61,7 @@ from ._messages import (
     SdCardStatusResponse,
     UploadSnapShotFinished,
 )
-from ._records import escape_text, read_fields, write_leaf, write_record
+from ._records import build, escape_text, read_fields, write_leaf, write_record
 from ._xml import DEFAULT_MAX_DEPTH, parse_document
 
 __all__ = ["DEFAULT_MAX_DEPTH", "DEFAULT_MAX_SIZE", "MESSAGE_TYPES", "decode", "encode"]
@@ -161,12 +161,8 @@ def decode(
     if len(text) < 400:
         fast = _FAST_KEEPALIVE.fullmatch(text)
         if fast is not None:
-            return Keepalive(
-                sn=int(fast.group(1)),
-                device_id=fast.group(2),
-                status=fast.group(3),
-                charset=charset,
-            )
+            sn, device_id, status = fast.groups()
+            return Keepalive(sn=int(sn), device_id=device_id, status=status, charset=charset)
     parsed = parse_document(text, max_depth=max_depth)
     root_elem = parsed.root
     root = _ROOTS.get(root_elem.tag.lower())
@@ -190,15 +186,14 @@ def decode(
         values["cmd_type"] = cmd_type
     elif cls is ResultResponse:
         values["cmd_type"] = _CANONICAL.get(lower, cmd_type)
-    return cls(
-        root=root,
-        sn=int(sn_text) if sn_text else 0,
-        device_id=header.get("deviceid", ""),
-        salvaged=parsed.salvaged,
-        repairs=parsed.repairs,
-        charset=charset,
-        **values,
-    )
+    values["root"] = root
+    values["sn"] = int(sn_text) if sn_text else 0
+    values["device_id"] = header.get("deviceid", "")
+    values["salvaged"] = parsed.salvaged
+    values["repairs"] = parsed.repairs
+    values["charset"] = charset
+    message: Message = build(cls, values)
+    return message
 
 
 def encode(

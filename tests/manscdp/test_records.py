@@ -3,20 +3,25 @@
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
+from dataclasses import dataclass, field
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from gb28181.manscdp import (
+    CatalogInfo,
     CatalogItem,
     CatalogResponse,
     DeviceControl,
     ManscdpEncodeError,
     PresetItem,
+    Record,
     XmlNode,
 )
+from gb28181.manscdp._messages import _x
 from gb28181.manscdp._records import (
+    build,
     escape_text,
     format_float,
     read_fields,
@@ -70,6 +75,103 @@ def test_num_attribute_any_case() -> None:
     elem = ET.fromstring("<R><DeviceList num=' 4 '><Item/></DeviceList></R>")
     values = read_fields(CatalogResponse, elem)
     assert values["num"] == 4 and values["items"] == (CatalogItem(),)
+
+
+@pytest.mark.parametrize(
+    ("raw", "value"), [("117.25", 117.25), ("1.", 1.0), (".5", 0.5), ("-1.5", -1.5), ("1e3", 1e3)]
+)
+def test_floats(raw: str, value: float) -> None:
+    assert read_fields(CatalogItem, ET.fromstring(f"<i><Latitude>{raw}</Latitude></i>")) == {
+        "latitude": value
+    }
+
+
+@pytest.mark.parametrize(
+    ("xml", "expected"),
+    [
+        # a second element of a name is "repeated", whatever the spelling of either
+        ("<Name>a</Name><name>b</name>", {"name": "a", "extra_nodes": (XmlNode("name", "b"),)}),
+        ("<name>b</name><Name>a</Name>", {"name": "b", "extra_nodes": (XmlNode("Name", "a"),)}),
+        ("<port>7</port>", {"port": 7}),
+        ("<port>x</port>", {"extra": {"port": "x"}}),
+        ("<Latitude>" + "1" * 401 + "</Latitude>", {"extra": {"Latitude": "1" * 401}}),
+        (
+            "<Port>x</Port><Port>5</Port>",
+            {"extra": {"Port": "x"}, "extra_nodes": (XmlNode("Port", "5"),)},
+        ),
+        (
+            "<Odd>1</Odd><Latitude>n</Latitude><Port>p</Port>",  # bad numbers first, field order
+            {"extra": {"Port": "p", "Latitude": "n", "Odd": "1"}},
+        ),
+        (
+            "<Info/><Info><PTZType>1</PTZType></Info>",
+            {
+                "info": CatalogInfo(),
+                "extra_nodes": (XmlNode("Info", children=(XmlNode("PTZType", "1"),)),),
+            },
+        ),
+    ],
+)
+def test_read_fields_duplicates_and_order(xml: str, expected: dict[str, object]) -> None:
+    values = read_fields(CatalogItem, ET.fromstring(f"<Item>{xml}</Item>"))
+    assert values == expected
+    assert list(values.get("extra", {})) == list(expected.get("extra", {}))  # type: ignore[call-overload]
+
+
+def test_build_equals_the_constructor() -> None:
+    values = {"device_id": "1", "info": CatalogInfo(ptz_type=1), "parental": 0}
+    built = build(CatalogItem, values)
+    assert type(built) is CatalogItem and built == CatalogItem(**values)  # type: ignore[arg-type]
+    assert built.extra == {} and built.extra is not build(CatalogItem, values).extra
+    assert build(CatalogItem, {}).extra_nodes == () and build(CatalogResponse, {}).cmd_type == (
+        "Catalog"
+    )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True, repr=False)
+class _Checked(Record):
+    value: int | None = _x("Value", "int")
+
+    def __post_init__(self) -> None:
+        if self.value is not None and self.value < 0:
+            raise ValueError("negative")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True, repr=False)
+class _Holder(Record):
+    num: int | None = _x("List", "num")
+    items: tuple[_Checked, ...] = _x("List", "items", sub=_Checked)
+
+
+@dataclass(frozen=True, kw_only=True, repr=False)
+class _NoSlots(Record):  # fields in an instance dict: built by the constructor too
+    value: int | None = _x("Value", "int")
+
+
+def test_classes_with_post_init_use_their_constructor() -> None:
+    assert build(_NoSlots, {"value": 1}) == _NoSlots(value=1)
+    values = read_fields(_Holder, ET.fromstring("<H><List><I><Value>2</Value></I><I/></List></H>"))
+    assert values == {"num": None, "items": (_Checked(value=2), _Checked())}
+    assert build(_Checked, {"value": 3}) == _Checked(value=3)
+    with pytest.raises(ValueError, match="negative"):
+        build(_Checked, {"value": -1})
+
+
+@dataclass(frozen=True, slots=True, kw_only=True, repr=False)
+class _SharedAlias(Record):
+    a: str | None = _x("A", aliases=("B",))
+    b: str | None = _x("B")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True, repr=False)
+class _OddDefault(Record):
+    c: str | None = field(default="x", metadata={"xml": ("C", "str", None, "Item", ())})
+
+
+@pytest.mark.parametrize("cls", [_SharedAlias, _OddDefault])
+def test_tables_refuse_ambiguous_declarations(cls: type[Record]) -> None:
+    with pytest.raises(TypeError):
+        read_fields(cls, ET.fromstring("<r/>"))
 
 
 def test_write_record_order_and_num_default() -> None:

@@ -9,7 +9,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gb28181.manscdp import ManscdpDepthError, ManscdpDtdError, ManscdpError, ManscdpSyntaxError
-from gb28181.manscdp._xml import check_hostile, parse_document, rebalance, salvage, sanitize
+from gb28181.manscdp._xml import (
+    _check_depth,
+    check_hostile,
+    parse_document,
+    rebalance,
+    salvage,
+    sanitize,
+)
 
 
 def test_sanitize_clean_text_untouched() -> None:
@@ -34,6 +41,30 @@ def test_check_hostile() -> None:
 def test_parse_document_clean() -> None:
     parsed = parse_document("<Notify><CmdType>Keepalive</CmdType></Notify>")
     assert parsed.root.tag == "Notify" and not parsed.salvaged and parsed.repairs == ()
+
+
+@pytest.mark.parametrize(
+    ("text", "repairs"),
+    [
+        ("<a>x\x01</a>", ("control-chars",)),  # expat refuses it: the sanitising path runs
+        ("<a>\ufffe</a>", ("control-chars",)),
+        ("<a>&nbsp;</a>", ("bare-ampersand",)),
+        ("<a>1 <2</a>", ("stray-lt",)),
+        ("<a><![CDATA[x<y]]></a>", ()),  # "<!" starts markup: nothing to repair
+    ],
+)
+def test_parse_document_sanitises_only_when_needed(text: str, repairs: tuple[str, ...]) -> None:
+    parsed = parse_document(text)
+    assert parsed.repairs == repairs and not parsed.salvaged
+
+
+def test_depth_check_walks_trees_with_many_branches() -> None:
+    # 41 elements with children: too many for the shortcut, so the tree is walked level by level.
+    root = ET.fromstring("<R><L>" + "<I><X>1</X></I>" * 40 + "</L></R>")
+    _check_depth(root, 4)
+    with pytest.raises(ManscdpDepthError):
+        _check_depth(root, 3)
+    _check_depth(ET.fromstring("<R><I><X>1</X></I></R>"), 3)  # few branches: no walk
 
 
 @pytest.mark.parametrize(
