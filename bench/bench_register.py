@@ -165,6 +165,12 @@ def main() -> int:
         default=64,
         help="registrations in flight at once (closed loop: SIPp starts a new one as one ends)",
     )
+    ap.add_argument(
+        "--baseline-inflight",
+        type=int,
+        default=64,
+        help="registrations in flight against SIPp's own UAS (it drops beyond ~100 here)",
+    )
     args = ap.parse_args()
     if not shutil.which("sipp"):
         print("sipp not installed (Debian package sip-tester)", file=sys.stderr)

@@ -54,6 +54,9 @@ log = logging.getLogger(__name__)
 #: Recent keepalive gaps kept per device for the diagnosis view (memory: ~8 floats).
 KEEPALIVE_GAPS_KEPT = 8
 
+#: Seconds between database writes of an unchanged device's keepalive time.
+KEEPALIVE_PERSIST_INTERVAL = 600.0
+
 #: Type code (digits 11-13) of a central signalling server, i.e. a platform.
 PLATFORM_TYPE_CODE = "200"
 
@@ -132,6 +135,8 @@ class DeviceState:
     locked_until: float = 0.0
     #: Gaps between keepalives seen recently (diagnosis view).
     keepalive_gaps: list[float] = field(default_factory=list)
+    #: When this device's record was last handed to the sink.
+    persisted_at: float = 0.0
 
     @property
     def registered(self) -> bool:
@@ -407,6 +412,7 @@ class Registrar:
         self._online[device_id] = st.offline_deadline(
             self.config.keepalive_interval, self.config.keepalive_misses
         )
+        st.persisted_at = now
         self.sink.mark_dirty(rec)
         return st
 
@@ -443,6 +449,7 @@ class Registrar:
             if len(gaps) > KEEPALIVE_GAPS_KEPT:
                 del gaps[0]
         rec.last_keepalive = now
+        changed = False
         if rec.host != source.host or rec.port != source.port or rec.transport != source.transport:
             log.info(
                 "device address changed device=%s old=%s:%d new=%s:%d",
@@ -454,19 +461,28 @@ class Registrar:
             )
             rec.host, rec.port, rec.transport = source.host, source.port, source.transport
             st.conn_id = source.conn_id
+            changed = True
         elif source.conn_id is not None:
             st.conn_id = source.conn_id
         if device_id not in self._online:
             rec.online = True
+            changed = True
             self.sink.add_event(StatusEvent(device_id, now, True, "keepalive resumed"))
             self.metrics.status_change(True, "keepalive resumed")
             log.info("device online again device=%s reason=keepalive", device_id)
         self._online[device_id] = st.offline_deadline(
             self.config.keepalive_interval, self.config.keepalive_misses
         )
-        if not ok:
-            rec.extra["last_status"] = "ERROR"
-        self.sink.mark_dirty(rec)
+        status = "OK" if ok else "ERROR"
+        if rec.extra.get("last_status", "OK") != status:
+            rec.extra["last_status"] = status
+            changed = True
+        # A plain keepalive changes nothing worth a database row: liveness is
+        # in memory and restarts from the restart itself (restore()). Persist
+        # real changes at once and the keepalive time only now and then.
+        if changed or now - st.persisted_at >= KEEPALIVE_PERSIST_INTERVAL:
+            st.persisted_at = now
+            self.sink.mark_dirty(rec)
         return True
 
     # -- liveness ---------------------------------------------------------

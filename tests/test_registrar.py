@@ -326,3 +326,27 @@ def test_real_device_registers_get_a_challenge(name: str) -> None:
     assert isinstance(msg, SipRequest)
     resp = reg.handle_register(msg, SRC, T0)
     assert resp.status in (401, 404), resp
+
+
+def test_plain_keepalives_are_not_written_every_time() -> None:
+    reg, sink = make_registrar()
+    authorize(reg)
+    n = len(sink.dirty)
+    for k in range(1, 6):
+        assert reg.handle_keepalive(DEVICE, SRC, T0 + 60 * k)
+    assert len(sink.dirty) == n  # nothing changed but the time
+    assert reg.handle_keepalive(DEVICE, SRC, T0 + 600)
+    assert len(sink.dirty) == n + 1  # the keepalive time, now and then
+    assert sink.dirty[-1].last_keepalive == T0 + 600
+
+
+def test_keepalive_changes_are_written_at_once() -> None:
+    reg, sink = make_registrar()
+    authorize(reg)
+    n = len(sink.dirty)
+    assert reg.handle_keepalive(DEVICE, SRC, T0 + 60, ok=False)
+    assert len(sink.dirty) == n + 1 and sink.dirty[-1].extra["last_status"] == "ERROR"
+    assert reg.handle_keepalive(DEVICE, SRC, T0 + 120, ok=True)
+    assert len(sink.dirty) == n + 2 and sink.dirty[-1].extra["last_status"] == "OK"
+    assert reg.handle_keepalive(DEVICE, Source("UDP", "198.51.100.9", 5061), T0 + 180)
+    assert len(sink.dirty) == n + 3 and sink.dirty[-1].port == 5061
