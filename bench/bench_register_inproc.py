@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import cProfile
+import gc
 import pstats
 import sys
 import tempfile
@@ -24,7 +25,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from gb28181.config import load_config  # noqa: E402
-from gb28181.server import Platform  # noqa: E402
+from gb28181.server import GC_THRESHOLDS, Platform  # noqa: E402
 from gb28181.sip import DigestChallenge, build_authorization, parse_message  # noqa: E402
 
 SERVER = "34020000002000000001"
@@ -139,6 +140,7 @@ def main() -> None:
     ap.add_argument("--devices", type=int, default=20000)
     ap.add_argument("--profile", action="store_true")
     args = ap.parse_args()
+    gc.set_threshold(*GC_THRESHOLDS)  # as `gb28181 serve` runs
     asyncio.run(run(args.devices, args.profile))
 
 

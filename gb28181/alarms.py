@@ -5,8 +5,8 @@ A device reports an alarm in a MESSAGE (or a NOTIFY of an alarm subscription) wi
 acknowledges with its own MESSAGE: root ``Response``, the same SN and DeviceID, ``Result`` OK
 (A.2.6.4); devices that get no acknowledgement repeat the alarm.
 
-Recent alarms are kept in memory, newest last, bounded by ``keep``; storage of the alarm
-history is later work.
+Recent alarms are kept in memory, newest last, bounded by ``keep``, and written to storage
+(the ``alarms`` table, migration 0003) in the background when a store is given.
 """
 
 from __future__ import annotations
@@ -14,11 +14,11 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from dataclasses import dataclass
 from typing import Protocol
 
 from . import manscdp
 from .queries import QueryError, QueryService
+from .store import AlarmRecord
 
 __all__ = ["AlarmMetrics", "AlarmRecord", "AlarmService"]
 
@@ -29,21 +29,8 @@ class AlarmMetrics(Protocol):
     def alarm(self, method: str) -> None: ...
 
 
-@dataclass(frozen=True, slots=True)
-class AlarmRecord:
-    """One alarm as received. ``channel_id`` is the body's DeviceID (the alarming channel)."""
-
-    device_id: str
-    channel_id: str
-    sn: int
-    received_at: float
-    priority: int | None
-    method: str | None
-    alarm_type: str | None
-    alarm_time: str | None
-    description: str | None
-    longitude: float | None
-    latitude: float | None
+class AlarmStore(Protocol):
+    async def add_alarms(self, alarms: list[AlarmRecord]) -> None: ...
 
 
 class AlarmService:
@@ -54,9 +41,15 @@ class AlarmService:
     """
 
     def __init__(
-        self, queries: QueryService | None, metrics: AlarmMetrics, *, keep: int = 10000
+        self,
+        queries: QueryService | None,
+        metrics: AlarmMetrics,
+        *,
+        keep: int = 10000,
+        store: AlarmStore | None = None,
     ) -> None:
         self.queries = queries
+        self.store = store
         self.metrics = metrics
         self.alarms: deque[AlarmRecord] = deque(maxlen=keep)
         self._acks: set[asyncio.Task[None]] = set()
@@ -87,7 +80,7 @@ class AlarmService:
             record.alarm_type,
             record.priority,
         )
-        if self.queries is not None:
+        if self.queries is not None or self.store is not None:
             task = asyncio.get_running_loop().create_task(self._ack(record))
             self._acks.add(task)
             task.add_done_callback(self._acks.discard)
@@ -101,7 +94,13 @@ class AlarmService:
         return len(items), items[offset : offset + limit]
 
     async def _ack(self, record: AlarmRecord) -> None:
-        assert self.queries is not None
+        if self.store is not None:
+            try:
+                await self.store.add_alarms([record])
+            except Exception as exc:
+                log.warning("alarm not stored device=%s: %s", record.device_id, exc)
+        if self.queries is None:
+            return
         response = manscdp.ResultResponse(
             cmd_type="Alarm", sn=record.sn, device_id=record.channel_id, result="OK"
         )

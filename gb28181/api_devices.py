@@ -19,15 +19,17 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from . import manscdp
-from .alarms import AlarmRecord, AlarmService
+from .alarms import AlarmService
 from .api import MAX_PAGE, ApiError, int_param, iso_time
 from .catalog import CatalogNode, CatalogTree
 from .catalog_sync import CatalogService
 from .controls import CONTROL_BUILDERS, ControlError, build_control
 from .correlator import QueryDone
+from .faults import FaultService
 from .queries import QueryError, QueryService
 from .registrar import DeviceState, Registrar
-from .store import ChannelRecord, Store
+from .store import AlarmRecord, ChannelRecord, FaultRecord, Store
+from .subscriptions import SubscriptionService
 
 __all__ = ["channel_json", "device_routes", "message_json"]
 
@@ -156,6 +158,27 @@ def _alarm_json(alarm: AlarmRecord) -> dict[str, Any]:
     }
 
 
+def _fault_json(fault: FaultRecord) -> dict[str, Any]:
+    return {
+        "device_id": fault.device_id,
+        "channel_id": fault.channel_id or None,
+        "kind": fault.kind,
+        "cause": fault.cause,
+        "at": iso_time(fault.at),
+        "cleared_at": iso_time(fault.cleared_at),
+    }
+
+
+def _gap_stats(gaps: list[float]) -> dict[str, Any]:
+    if not gaps:
+        return {"count": 0, "max": None, "mean": None}
+    return {
+        "count": len(gaps),
+        "max": round(max(gaps), 3),
+        "mean": round(sum(gaps) / len(gaps), 3),
+    }
+
+
 def device_routes(
     registrar: Registrar,
     catalogs: CatalogService,
@@ -163,6 +186,8 @@ def device_routes(
     store: Store,
     *,
     alarms: AlarmService | None = None,
+    faults: FaultService | None = None,
+    subscriptions: SubscriptionService | None = None,
 ) -> list[Route]:
     """The device-management routes under ``/api/v1``."""
 
@@ -306,16 +331,77 @@ def device_routes(
         limit = int_param(request, "limit", 100, 1, MAX_PAGE)
         offset = int_param(request, "offset", 0, 0, 10**9)
         device = request.query_params.get("device") or None
-        total, page = (
-            alarms.page(limit=limit, offset=offset, device_id=device) if alarms else (0, [])
-        )
+        if alarms is not None and alarms.store is not None:
+            total, page = await store.list_alarms(limit=limit, offset=offset, device_id=device)
+        elif alarms is not None:
+            total, page = alarms.page(limit=limit, offset=offset, device_id=device)
+        else:
+            total, page = 0, []
         return JSONResponse(
             {"total": total, "offset": offset, "items": [_alarm_json(a) for a in page]}
+        )
+
+    async def list_faults(request: Request) -> Response:
+        limit = int_param(request, "limit", 100, 1, MAX_PAGE)
+        offset = int_param(request, "offset", 0, 0, 10**9)
+        device = request.query_params.get("device") or None
+        open_only = request.query_params.get("open", "").lower() in ("1", "true", "yes")
+        total, page = await store.list_faults(
+            limit=limit, offset=offset, device_id=device, open_only=open_only
+        )
+        return JSONResponse(
+            {"total": total, "offset": offset, "items": [_fault_json(f) for f in page]}
+        )
+
+    async def diagnosis(request: Request) -> Response:
+        st = _device(request)
+        device_id = st.record.device_id
+        rec = st.record
+        subs = subscriptions.table.of_device(device_id) if subscriptions is not None else []
+        tracker = faults.tracker if faults is not None else None
+        return JSONResponse(
+            {
+                "id": device_id,
+                "online": rec.online,
+                "registered": st.registered,
+                "last_registration": iso_time(rec.registered_at),
+                "transport": rec.transport,
+                "address": f"{rec.host}:{rec.port}" if rec.host else None,
+                "last_keepalive": iso_time(rec.last_keepalive),
+                "keepalive_status": rec.extra.get("last_status", "OK"),
+                "keepalive_gaps": [round(g, 3) for g in st.keepalive_gaps],
+                "keepalive_gap_stats": _gap_stats(list(st.keepalive_gaps)),
+                "round_trips": [round(t, 3) for t in queries.round_trips.get(device_id, [])],
+                "catalog": {
+                    "last_sync": iso_time(catalogs.last_sync.get(device_id)),
+                    "result": catalogs.last_result.get(device_id),
+                    "polled": device_id in catalogs.polled,
+                },
+                "subscriptions": [
+                    {
+                        "event": s.event,
+                        "state": s.state.value,
+                        "expires_at": iso_time(s.expires_at) if s.expires_at else None,
+                        "notifies": s.notifies,
+                        "reason": s.reason or None,
+                    }
+                    for s in subs
+                ],
+                "open_faults": [
+                    _fault_json(f) for f in (tracker.of_device(device_id) if tracker else [])
+                ],
+                "last_errors": [
+                    _fault_json(f)
+                    for f in reversed(tracker.recent.get(device_id, ()) if tracker else ())
+                ],
+            }
         )
 
     base = "/api/v1/devices/{device_id}"
     return [
         Route("/api/v1/alarms", list_alarms),
+        Route("/api/v1/faults", list_faults),
+        Route(f"{base}/diagnosis", diagnosis),
         Route("/api/v1/channels", search_channels),
         Route(f"{base}/channels", list_channels),
         Route(f"{base}/tree", device_tree),

@@ -30,12 +30,14 @@ from .correlator import QueryDone
 from .queries import QueryError, QueryService
 from .store import ChannelRecord
 
-__all__ = ["CatalogListener", "CatalogMetrics", "CatalogService"]
+__all__ = ["CatalogListener", "CatalogMetrics", "CatalogService", "SyncListener"]
 
 log = logging.getLogger(__name__)
 
 CatalogListener = Callable[[str, list[CatalogChange], float], None]
 """Called with (device ID, changes, now) after every applied sync or notification."""
+SyncListener = Callable[[str, "CatalogSync | None", float], None]
+"""Called with (device ID, result or ``None`` when the query failed, now) after every sync."""
 
 
 class CatalogMetrics(Protocol):
@@ -51,6 +53,8 @@ class CatalogService:
     :param timeout: seconds a Catalog query may take before what arrived is used (partial).
     :param refresh_interval: seconds between periodic full queries per device; 0 disables.
     :param concurrency: Catalog queries in flight at once (a restart re-registers everyone).
+    :param poll_interval: seconds between full queries of devices in :attr:`polled` (those
+        that refused a catalog subscription); 0 disables.
     """
 
     def __init__(
@@ -64,6 +68,7 @@ class CatalogService:
         timeout: float = 60.0,
         refresh_interval: float = 0.0,
         concurrency: int = 64,
+        poll_interval: float = 0.0,
     ) -> None:
         self.queries = queries
         self.writer = writer
@@ -78,6 +83,11 @@ class CatalogService:
         #: The latest sync result per device: "complete", "partial: ..." or the error.
         self.last_result: dict[str, str] = {}
         self.listeners: list[CatalogListener] = []
+        #: Told after every full sync, answered or failed (subscriptions, faults).
+        self.sync_listeners: list[SyncListener] = []
+        #: Devices polled every ``poll_interval`` (no catalog subscription).
+        self.polled: set[str] = set()
+        self.poll_interval = poll_interval
         self._syncing: dict[str, asyncio.Task[CatalogSync | None]] = {}
         self._limit = asyncio.Semaphore(concurrency)
 
@@ -130,8 +140,19 @@ class CatalogService:
                 self.last_sync[device_id] = self.clock()
                 self.last_result[device_id] = f"failed: {exc}"
                 log.info("catalog query failed device=%s: %s", device_id, exc)
+                self._synced(device_id, None)
                 return None
-        return self.apply_answer(device_id, done, self.clock())
+        result = self.apply_answer(device_id, done, self.clock())
+        self._synced(device_id, result)
+        return result
+
+    def _synced(self, device_id: str, result: CatalogSync | None) -> None:
+        now = self.clock()
+        for listener in self.sync_listeners:
+            try:
+                listener(device_id, result, now)
+            except Exception:
+                log.exception("catalog sync listener failed device=%s", device_id)
 
     def apply_answer(self, device_id: str, done: QueryDone, now: float) -> CatalogSync:
         """Apply an assembled Catalog answer to the tree and queue the changed rows."""
@@ -154,15 +175,19 @@ class CatalogService:
         return result
 
     def due(self, online: Callable[[str], bool], now: float) -> list[str]:
-        """Online devices whose periodic refresh is due (``refresh_interval`` > 0)."""
-        if self.refresh_interval <= 0:
-            return []
-        limit = now - self.refresh_interval
-        return [
-            device_id
-            for device_id, at in self.last_sync.items()
-            if at <= limit and device_id not in self._syncing and online(device_id)
-        ]
+        """Online devices whose periodic refresh is due: every device each
+        ``refresh_interval``, devices in :attr:`polled` each ``poll_interval`` (0 disables)."""
+        out = []
+        for device_id, at in self.last_sync.items():
+            intervals = [self.refresh_interval]
+            if device_id in self.polled:
+                intervals.append(self.poll_interval)
+            enabled = [i for i in intervals if i > 0]
+            if not enabled or at > now - min(enabled):
+                continue
+            if device_id not in self._syncing and online(device_id):
+                out.append(device_id)
+        return out
 
     # -- notifications ----------------------------------------------------------------------
 

@@ -23,6 +23,7 @@ __all__ = [
     "Config",
     "ConfigError",
     "DevicesConfig",
+    "FaultsConfig",
     "HttpConfig",
     "SipConfig",
     "StorageConfig",
@@ -115,6 +116,24 @@ class DevicesConfig:
     catalog_refresh_interval: float = 0.0
     #: Catalog queries in flight at once.
     catalog_concurrency: int = 64
+    #: SUBSCRIBE to Catalog changes after the first full query (GB/T 28181-2016 §9.11).
+    catalog_subscribe: bool = True
+    #: Lifetime asked for in our SUBSCRIBEs, in seconds (refreshed before it runs out).
+    subscribe_expires: int = 3600
+    #: Seconds between full Catalog queries of devices that refuse the subscription; 0 = never.
+    catalog_poll_interval: float = 600.0
+
+
+@dataclass(frozen=True, slots=True)
+class FaultsConfig:
+    """``[faults]``: fault events (regulation art. 10)."""
+
+    #: POST every fault as JSON to this URL; empty disables.
+    webhook_url: str = ""
+    #: Events waiting for the webhook at most (more are dropped and logged).
+    webhook_queue: int = 1000
+    #: Seconds one POST may take.
+    webhook_timeout: float = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,6 +151,7 @@ class Config:
     http: HttpConfig = field(default_factory=HttpConfig)
     storage: StorageConfig = field(default_factory=StorageConfig)
     devices: DevicesConfig = field(default_factory=DevicesConfig)
+    faults: FaultsConfig = field(default_factory=FaultsConfig)
     log: LogConfig = field(default_factory=LogConfig)
 
 
@@ -281,6 +301,15 @@ def load_config(path: str | Path | None = None, env: Mapping[str, str] | None = 
         raise ConfigError("devices.catalog_refresh_interval", "must be 0 (off) or positive")
     if dev.catalog_concurrency < 1:
         raise ConfigError("devices.catalog_concurrency", "must be at least 1")
+    if not 10 <= dev.subscribe_expires <= 86400:
+        raise ConfigError("devices.subscribe_expires", "must be between 10 and 86400 seconds")
+    if dev.catalog_poll_interval < 0:
+        raise ConfigError("devices.catalog_poll_interval", "must be 0 (off) or positive")
+    hook = cfg.faults.webhook_url
+    if hook and not hook.startswith(("http://", "https://")):
+        raise ConfigError("faults.webhook_url", f"must be an http(s) URL, got {hook!r}")
+    if cfg.faults.webhook_queue < 1 or cfg.faults.webhook_timeout <= 0:
+        raise ConfigError("faults.webhook_queue", "queue must be >= 1 and timeout positive")
     if cfg.log.level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         raise ConfigError(
             "log.level", f"must be DEBUG, INFO, WARNING or ERROR, got {cfg.log.level!r}"

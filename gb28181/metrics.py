@@ -92,6 +92,12 @@ class Metrics:
             ["method"],
             registry=r,
         )
+        self.faults = Counter(
+            "gb28181_faults",
+            "Faults raised (regulation art. 10), by kind",
+            ["kind"],
+            registry=r,
+        )
         self._msg_children: dict[tuple[str, str], Counter] = {}
         self._query_children: dict[tuple[str, str], Counter] = {}
         self._resp_children: dict[tuple[int, str, str], Counter] = {}
@@ -155,6 +161,10 @@ class Metrics:
         """Count one alarm (AlarmMetrics); methods are short digit strings, bounded here."""
         label = method if len(method) <= 8 and method.isdigit() else "other"
         self.alarms.labels(label).inc()
+
+    def fault(self, kind: str) -> None:
+        """Count one fault raised (FaultMetrics); kinds are the platform's own names."""
+        self.faults.labels(kind).inc()
 
     def render(self) -> bytes:
         """The text exposition format for ``/metrics``."""

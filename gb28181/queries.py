@@ -129,6 +129,8 @@ class QueryService:
         self.correlator = QueryCorrelator(correlator_config)
         #: Charset each device last used; what we send it is encoded the same way.
         self.charsets: dict[str, manscdp.Charset] = {}
+        #: Told (device ID, CmdType, error or None, now) after each query (faults).
+        self.listeners: list[Callable[[str, str, str | None, float], None]] = []
         #: Round-trip times (seconds) of each device's recent answers (diagnosis view).
         self.round_trips: dict[str, list[float]] = {}
         self._waiting: dict[_Key, asyncio.Future[QueryDone]] = {}
@@ -200,12 +202,26 @@ class QueryService:
         send.add_done_callback(lambda task: self._sent(key, task))
         try:
             done = await fut
+            result = self._outcome(device_id, done)
+        except QueryError as exc:
+            if not isinstance(exc, DeviceOffline):
+                self._tell(device_id, cmd_type, str(exc))
+            raise
         finally:
             self._waiting.pop(key, None)
             if not send.done():
                 # The answer came before our own request's final response (UDP reordering).
                 send.add_done_callback(_consume)
-        return self._outcome(device_id, done)
+        self._tell(device_id, cmd_type, None)
+        return result
+
+    def _tell(self, device_id: str, cmd_type: str, error: str | None) -> None:
+        now = self.clock()
+        for listener in self.listeners:
+            try:
+                listener(device_id, cmd_type, error, now)
+            except Exception:
+                log.exception("query listener failed device=%s", device_id)
 
     async def control(self, device_id: str, message: manscdp.Message) -> SipResponse:
         """Send a Control (or Notify) ``message`` and await the SIP final response only.

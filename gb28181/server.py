@@ -21,18 +21,22 @@ from pathlib import Path
 
 import uvicorn
 
+from . import manscdp
 from .alarms import AlarmService
 from .api import build_app
 from .api_devices import device_routes
 from .catalog_sync import CatalogService
 from .channel_writer import ChannelWriter
 from .config import Config
+from .faults import FaultService
 from .metrics import Metrics
 from .queries import QueryService
 from .registrar import Registrar, RegistrarConfig
 from .signalling import Signalling
 from .sip import DigestVerifier, NonceIssuer
-from .store import Store, WriteBehind, open_store
+from .store import DeviceRecord, StatusEvent, Store, WriteBehind, open_store
+from .subscriptions import SubscriptionService
+from .webhook import Webhook
 
 __all__ = ["Platform", "run"]
 
@@ -106,6 +110,9 @@ class Platform:
         self.catalogs: CatalogService | None = None
         self.alarms: AlarmService | None = None
         self.channel_writer: ChannelWriter | None = None
+        self.subscriptions: SubscriptionService | None = None
+        self.faults: FaultService | None = None
+        self.webhook: Webhook | None = None
         self.http: uvicorn.Server | None = None
         self._tasks: list[asyncio.Task[None]] = []
         sip = config.sip
@@ -146,8 +153,12 @@ class Platform:
         verifier = DigestVerifier(
             NonceIssuer(_load_secret(cfg.storage.url), NONCE_LIFETIME), cfg.sip.domain
         )
+        self._status_listeners: list[Callable[[StatusEvent], None]] = []
         self.registrar = Registrar(
-            self.registrar_config, verifier, sink=self.writer, metrics=self.metrics
+            self.registrar_config,
+            verifier,
+            sink=_StatusTap(self.writer, self._status_listeners),
+            metrics=self.metrics,
         )
         records = await self.store.load_devices()
         online = self.registrar.restore(records, self.clock())
@@ -209,6 +220,7 @@ class Platform:
             timeout=cfg.devices.catalog_timeout,
             refresh_interval=cfg.devices.catalog_refresh_interval,
             concurrency=cfg.devices.catalog_concurrency,
+            poll_interval=cfg.devices.catalog_poll_interval,
         )
         loaded = 0
         for device_id in list(self.registrar.devices):
@@ -222,12 +234,81 @@ class Platform:
         for cmd_type in RESPONSE_CMD_TYPES:
             sig.on_manscdp("Response", cmd_type, queries.on_response)
         sig.on_manscdp("Notify", "Catalog", catalogs.apply_notify)
-        self.alarms = AlarmService(queries, self.metrics)
+        self._start_faults()
+        self.alarms = AlarmService(queries, self.metrics, store=self.store)
         sig.on_manscdp("Notify", "Alarm", self.alarms.on_alarm)
         if cfg.devices.catalog_on_register:
             sig.on_registered.append(catalogs.device_online)
-        if cfg.devices.catalog_refresh_interval > 0:
+        self._start_subscriptions()
+        if cfg.devices.catalog_refresh_interval > 0 or cfg.devices.catalog_poll_interval > 0:
             self._tasks.append(asyncio.create_task(self._catalog_refresher(), name="catalog"))
+
+    def _start_faults(self) -> None:
+        """Faults from status events, keepalives, catalog changes and failed queries."""
+        assert self.signalling is not None and self.store is not None
+        assert self.catalogs is not None and self.queries is not None
+        cfg = self.config
+        if cfg.faults.webhook_url:
+            self.webhook = Webhook(
+                cfg.faults.webhook_url,
+                queue=cfg.faults.webhook_queue,
+                timeout=cfg.faults.webhook_timeout,
+            )
+            self.webhook.start()
+        faults = self.faults = FaultService(
+            self.store, self.metrics, sink=self.webhook, interval=cfg.storage.flush_interval
+        )
+        self._status_listeners.append(faults.status_event)
+        self.signalling.on_keepalive.append(faults.keepalive)
+        self.catalogs.listeners.append(faults.catalog_changes)
+        self.queries.listeners.append(faults.query_result)
+        faults.start()
+
+    def _start_subscriptions(self) -> None:
+        """Catalog SUBSCRIBE after the first sync; refused ones fall back to polling."""
+        assert self.signalling is not None and self.catalogs is not None
+        assert self.queries is not None
+        sig, catalogs, queries = self.signalling, self.catalogs, self.queries
+        subs = self.subscriptions = SubscriptionService(
+            sig,
+            clock=self.clock,
+            expires=self.config.devices.subscribe_expires,
+            charsets=queries.charsets,
+        )
+        sig.on_notify.append(subs.receive_notify)
+
+        def synced(device_id: str, result: object, now: float) -> None:
+            if result is None or not self.config.devices.catalog_subscribe:
+                return
+            current = subs.table.get(device_id, "Catalog")
+            if current is not None and current.state.value in ("pending", "active"):
+                return
+            sn = queries.correlator.allocate_sn(device_id, "Catalog")
+            subs.subscribe(device_id, "Catalog", manscdp.CatalogQuery(device_id=device_id, sn=sn))
+
+        def refused(device_id: str, event: str, reason: str) -> None:
+            if event == "Catalog":
+                catalogs.polled.add(device_id)
+
+        def active(device_id: str, event: str) -> None:
+            if event == "Catalog":
+                catalogs.polled.discard(device_id)
+
+        def status(event: StatusEvent) -> None:
+            if not event.online:
+                subs.device_offline(event.device_id)
+
+        self._status_listeners.append(status)
+        catalogs.sync_listeners.append(synced)
+        subs.on_refused.append(refused)
+        subs.on_active.append(active)
+        self._tasks.append(asyncio.create_task(self._resubscriber(), name="subscriptions"))
+
+    async def _resubscriber(self) -> None:
+        assert self.subscriptions is not None
+        while True:
+            await asyncio.sleep(SWEEP_INTERVAL / 2)
+            self.subscriptions.refresh_due(self.clock())
 
     async def _catalog_refresher(self) -> None:
         assert self.catalogs is not None and self.registrar is not None
@@ -237,8 +318,11 @@ class Platform:
             st = registrar.get(device_id)
             return st is not None and st.registered and st.record.online
 
+        dev = self.config.devices
+        interval = min(
+            i for i in (dev.catalog_refresh_interval, dev.catalog_poll_interval) if i > 0
+        )
         while True:
-            interval = self.config.devices.catalog_refresh_interval
             await asyncio.sleep(min(SWEEP_INTERVAL * 5, interval))
             for device_id in self.catalogs.due(online, self.clock()):
                 self.catalogs.request_sync(device_id)
@@ -258,7 +342,13 @@ class Platform:
         assert self.registrar is not None and self.store is not None
         assert self.catalogs is not None and self.queries is not None
         routes = device_routes(
-            self.registrar, self.catalogs, self.queries, self.store, alarms=self.alarms
+            self.registrar,
+            self.catalogs,
+            self.queries,
+            self.store,
+            alarms=self.alarms,
+            faults=self.faults,
+            subscriptions=self.subscriptions,
         )
         app = build_app(self.registrar, self.metrics, self.store, self._ready, routes)
         config = uvicorn.Config(
@@ -308,6 +398,12 @@ class Platform:
             await self.catalogs.stop()
         if self.alarms is not None:
             await self.alarms.stop()
+        if self.subscriptions is not None:
+            await self.subscriptions.stop()
+        if self.faults is not None:
+            await self.faults.stop()
+        if self.webhook is not None:
+            await self.webhook.stop()
         if self.queries is not None:
             self.queries.close()
         if self.signalling is not None:
@@ -318,6 +414,26 @@ class Platform:
             await self.writer.stop()
         if self.store is not None:
             await self.store.close()
+
+
+class _StatusTap:
+    """The registrar's sink, wrapped: writes go on to the write-behind, and status events
+    (online/offline) are also told to ``listeners`` (faults, subscriptions)."""
+
+    def __init__(self, inner: WriteBehind, listeners: list[Callable[[StatusEvent], None]]) -> None:
+        self.inner = inner
+        self.listeners = listeners
+
+    def mark_dirty(self, record: DeviceRecord) -> None:
+        self.inner.mark_dirty(record)
+
+    def add_event(self, event: StatusEvent) -> None:
+        self.inner.add_event(event)
+        for listener in self.listeners:
+            try:
+                listener(event)
+            except Exception:
+                log.exception("status listener failed device=%s", event.device_id)
 
 
 async def _serve(config: Config) -> None:

@@ -47,6 +47,8 @@ from .transport import Connection, SipTransport
 __all__ = [
     "DeviceUnreachable",
     "ManscdpCallback",
+    "NotifyCallback",
+    "RegisterGuard",
     "RegisteredCallback",
     "RequestHandler",
     "Signalling",
@@ -62,6 +64,10 @@ ManscdpCallback = Callable[[str, "manscdp.Message", float], object]
 """A service's view of a MANSCDP message: (sender device ID, message, now)."""
 RegisteredCallback = Callable[[str, float], None]
 """Called with (device ID, now) when a device registers and was not online before."""
+NotifyCallback = Callable[[SipRequest, float], None]
+"""Called with (NOTIFY, now) before the NOTIFY's body is routed (subscription state)."""
+RegisterGuard = Callable[[SipRequest, str], SipResponse | None]
+"""Called with (REGISTER, device ID); a response answers the REGISTER instead of the registrar."""
 
 MANSCDP_CONTENT_TYPE = "application/manscdp+xml"
 
@@ -117,6 +123,12 @@ class Signalling:
         self._pending: dict[Any, asyncio.Future[SipResponse]] = {}
         #: Told when a device registers and was not online before (catalog query...).
         self.on_registered: list[RegisteredCallback] = []
+        #: Told (device ID, Status OK?, now) of every keepalive from a known device (faults).
+        self.on_keepalive: list[Callable[[str, bool, float], None]] = []
+        #: Told of every NOTIFY before its body is routed (subscription dialogs).
+        self.on_notify: list[NotifyCallback] = []
+        #: Consulted before the registrar sees a REGISTER; a response refuses it (ID policy).
+        self.register_guards: list[RegisterGuard] = []
 
     # -- event loop of the transaction layer -------------------------------
     def _drain(self) -> None:
@@ -187,6 +199,10 @@ class Signalling:
             device_id = request.from_.uri.user or ""
         except SipParseError:
             device_id = ""  # the registrar answers it
+        for guard in self.register_guards:
+            refusal = guard(request, device_id)
+            if refusal is not None:
+                return refusal
         before = self.registrar.get(device_id) if device_id else None
         was_online = before is not None and before.registered and before.record.online
         response = self.registrar.handle_register(request, source, now)
@@ -235,6 +251,11 @@ class Signalling:
         Its MANSCDP body goes through the same (root, CmdType) table as a MESSAGE's. A NOTIFY
         without a body (subscription state only) is simply acknowledged.
         """
+        for callback in self.on_notify:
+            try:
+                callback(request, now)
+            except Exception:
+                log.exception("NOTIFY listener failed call-id=%s", request.call_id)
         if not request.body:
             return make_response(request, 200, to_tag=self._tag())
         return self._on_message(request, source, now)
@@ -270,9 +291,21 @@ class Signalling:
         device_id = request.from_.uri.user or msg.device_id
         ok = str(getattr(msg, "status", "OK")).upper() != "ERROR"
         known = self.registrar.handle_keepalive(device_id, source, now, ok)
+        if known:
+            for callback in self.on_keepalive:
+                try:
+                    callback(device_id, ok, now)
+                except Exception:
+                    log.exception("keepalive listener failed device=%s", device_id)
         return make_response(request, 200 if known else 404, to_tag=self._tag())
 
     # -- requests we send ---------------------------------------------------
+    def contact(self) -> str:
+        """Our Contact (for dialog-creating requests: SUBSCRIBE)."""
+        local = self.transport.local_addr or ("127.0.0.1", 0)
+        host = self.advertised_host or local[0]
+        return f"<sip:{self.server_id}@{host}:{local[1]}>"
+
     def new_request(
         self,
         method: str,

@@ -7,7 +7,16 @@ coalesces per-device writes into periodic batched transactions.
 
 from __future__ import annotations
 
-from ._base import BatchWriter, ChannelRecord, DeviceRecord, StatusEvent, Store
+from ._base import (
+    AlarmRecord,
+    BatchWriter,
+    ChannelRecord,
+    DeviceRecord,
+    FaultRecord,
+    PositionRecord,
+    StatusEvent,
+    Store,
+)
 from ._batcher import WriteBehind
 from ._errors import (
     StoreClosedError,
@@ -24,10 +33,13 @@ from ._sqlite import SqliteStore
 from ._url import StoreUrl, parse_store_url, redact_url
 
 __all__ = [
+    "AlarmRecord",
     "BatchWriter",
     "ChannelRecord",
     "DeviceRecord",
+    "FaultRecord",
     "Migration",
+    "PositionRecord",
     "PostgresStore",
     "SqliteStore",
     "StatusEvent",

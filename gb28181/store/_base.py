@@ -16,7 +16,16 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Protocol, Self
 
-__all__ = ["BatchWriter", "ChannelRecord", "DeviceRecord", "StatusEvent", "Store"]
+__all__ = [
+    "AlarmRecord",
+    "BatchWriter",
+    "ChannelRecord",
+    "DeviceRecord",
+    "FaultRecord",
+    "PositionRecord",
+    "StatusEvent",
+    "Store",
+]
 
 
 @dataclass(slots=True)
@@ -101,6 +110,54 @@ class ChannelRecord:
     shared: bool = False
     updated_at: float = 0.0
     """Unix epoch seconds of the last change."""
+
+
+@dataclass(frozen=True, slots=True)
+class FaultRecord:
+    """One fault of a device or channel (regulation art. 10): raised ``at``, ended at
+    ``cleared_at`` (``None`` while it lasts)."""
+
+    device_id: str
+    channel_id: str
+    """The channel's ID, or ``""`` for the device itself."""
+    kind: str
+    """``offline``, ``keepalive_error``, ``channel_off``, ``vlost``, ``defect``,
+    ``query_failed``..."""
+    cause: str
+    at: float
+    cleared_at: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AlarmRecord:
+    """One alarm as received. ``channel_id`` is the body's DeviceID (the alarming channel)."""
+
+    device_id: str
+    channel_id: str
+    sn: int
+    received_at: float
+    priority: int | None
+    method: str | None
+    alarm_type: str | None
+    alarm_time: str | None
+    description: str | None
+    longitude: float | None
+    latitude: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class PositionRecord:
+    """One MobilePosition report of a channel."""
+
+    device_id: str
+    channel_id: str
+    received_at: float
+    capture_time: str | None = None
+    longitude: float | None = None
+    latitude: float | None = None
+    speed: float | None = None
+    direction: float | None = None
+    altitude: float | None = None
 
 
 class BatchWriter(Protocol):
@@ -246,6 +303,45 @@ class Store(abc.ABC):
     ) -> bool:
         """Set platform-side attributes; ``None`` leaves an attribute unchanged, and an empty
         ``owner_department`` clears it. :returns: whether the channel exists."""
+
+    # -- faults, alarms, positions (histories) ----------------------------------------------
+
+    @abc.abstractmethod
+    async def add_faults(self, faults: Sequence[FaultRecord]) -> None:
+        """Append faults (open when ``cleared_at`` is ``None``) in one transaction."""
+
+    @abc.abstractmethod
+    async def clear_faults(self, device_id: str, channel_id: str, kind: str, at: float) -> int:
+        """Set ``cleared_at`` on the open faults of that kind. :returns: rows cleared."""
+
+    @abc.abstractmethod
+    async def list_faults(
+        self,
+        *,
+        limit: int = 100,
+        offset: int = 0,
+        device_id: str | None = None,
+        open_only: bool = False,
+    ) -> tuple[int, list[FaultRecord]]:
+        """Faults newest first: ``(total matching, page)``."""
+
+    @abc.abstractmethod
+    async def add_alarms(self, alarms: Sequence[AlarmRecord]) -> None:
+        """Append alarms in one transaction."""
+
+    @abc.abstractmethod
+    async def list_alarms(
+        self, *, limit: int = 100, offset: int = 0, device_id: str | None = None
+    ) -> tuple[int, list[AlarmRecord]]:
+        """Alarms newest first: ``(total matching, page)``."""
+
+    @abc.abstractmethod
+    async def add_positions(self, positions: Sequence[PositionRecord]) -> None:
+        """Append MobilePosition reports in one transaction."""
+
+    @abc.abstractmethod
+    async def position_history(self, channel_id: str, *, limit: int = 100) -> list[PositionRecord]:
+        """Reports of one channel, newest first."""
 
     async def __aenter__(self) -> Self:
         return self

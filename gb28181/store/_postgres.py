@@ -25,7 +25,15 @@ from asyncpg.exceptions._base import (  # type: ignore[import-untyped]
     DataError as _ArgumentError,
 )
 
-from ._base import ChannelRecord, DeviceRecord, StatusEvent, Store
+from ._base import (
+    AlarmRecord,
+    ChannelRecord,
+    DeviceRecord,
+    FaultRecord,
+    PositionRecord,
+    StatusEvent,
+    Store,
+)
 from ._channels import (
     CHANNEL_COLUMNS,
     UPDATE_COLUMNS,
@@ -40,6 +48,14 @@ from ._errors import (
     StoreDataError,
     StoreError,
     StoreMigrationError,
+)
+from ._history import (
+    alarm_from_row,
+    alarm_row,
+    fault_from_row,
+    fault_row,
+    position_from_row,
+    position_row,
 )
 from ._migrations import Migration, load_migrations, pending_migrations
 from ._rows import (
@@ -428,6 +444,121 @@ class PostgresStore(Store):
                 channel_id,
             )
         return bool(status != "UPDATE 0")
+
+    # -- faults, alarms, positions ---------------------------------------------------------
+
+    async def _insert(self, op: str, sql: str, rows: list[tuple[Any, ...]]) -> None:
+        if not rows:
+            return
+        pool = self._require(op)
+        with self._errors(op):
+            async with pool.acquire() as conn, conn.transaction():
+                await conn.executemany(sql, rows)
+
+    async def _page(
+        self, op: str, table: str, columns: str, where: list[str], params: list[Any],
+        order: str, limit: int, offset: int,
+    ) -> tuple[int, list[Any]]:  # fmt: skip
+        check_limit(limit, operation=op, dialect=DIALECT)
+        check_limit(offset, operation=op, dialect=DIALECT)
+        clause = " AND ".join(where) or "true"
+        n = len(params)
+        pool = self._require(op)
+        with self._errors(op):
+            async with pool.acquire() as conn:
+                total = await conn.fetchval(f"SELECT count(*) FROM {table} WHERE {clause}", *params)
+                rows = await conn.fetch(
+                    f"SELECT {columns} FROM {table} WHERE {clause} ORDER BY {order} "
+                    f"LIMIT ${n + 1} OFFSET ${n + 2}",
+                    *params,
+                    limit,
+                    offset,
+                )
+        return int(total), list(rows)
+
+    async def add_faults(self, faults: Sequence[FaultRecord]) -> None:
+        await self._insert(
+            "add_faults",
+            "INSERT INTO faults (device_id, channel_id, kind, cause, at, cleared_at) "
+            "VALUES ($1, $2, $3, $4, to_timestamp($5::float8), to_timestamp($6::float8))",
+            [fault_row(f) for f in faults],
+        )
+
+    async def clear_faults(self, device_id: str, channel_id: str, kind: str, at: float) -> int:
+        op = "clear_faults"
+        pool = self._require(op)
+        with self._errors(op):
+            status = await pool.execute(
+                "UPDATE faults SET cleared_at = to_timestamp($1::float8) WHERE device_id = $2 "
+                "AND channel_id = $3 AND kind = $4 AND cleared_at IS NULL",
+                at,
+                device_id,
+                channel_id,
+                kind,
+            )
+        return int(str(status).rsplit(" ", 1)[-1])
+
+    async def list_faults(
+        self,
+        *,
+        limit: int = 100,
+        offset: int = 0,
+        device_id: str | None = None,
+        open_only: bool = False,
+    ) -> tuple[int, list[FaultRecord]]:
+        where: list[str] = []
+        params: list[Any] = []
+        if device_id is not None:
+            params.append(device_id)
+            where.append(f"device_id = ${len(params)}")
+        if open_only:
+            where.append("cleared_at IS NULL")
+        total, rows = await self._page(
+            "list_faults", "faults",
+            "device_id, channel_id, kind, cause, extract(epoch FROM at)::float8, "
+            "extract(epoch FROM cleared_at)::float8",
+            where, params, "at DESC, id DESC", limit, offset,
+        )  # fmt: skip
+        return total, [fault_from_row(r) for r in rows]
+
+    async def add_alarms(self, alarms: Sequence[AlarmRecord]) -> None:
+        await self._insert(
+            "add_alarms",
+            "INSERT INTO alarms (device_id, channel_id, sn, received_at, priority, method, "
+            "alarm_type, alarm_time, description, longitude, latitude) VALUES "
+            "($1, $2, $3, to_timestamp($4::float8), $5, $6, $7, $8, $9, $10, $11)",
+            [alarm_row(a) for a in alarms],
+        )
+
+    async def list_alarms(
+        self, *, limit: int = 100, offset: int = 0, device_id: str | None = None
+    ) -> tuple[int, list[AlarmRecord]]:
+        where, params = (["device_id = $1"], [device_id]) if device_id is not None else ([], [])
+        total, rows = await self._page(
+            "list_alarms", "alarms",
+            "device_id, channel_id, sn, extract(epoch FROM received_at)::float8, priority, "
+            "method, alarm_type, alarm_time, description, longitude, latitude",
+            where, params, "received_at DESC, id DESC", limit, offset,
+        )  # fmt: skip
+        return total, [alarm_from_row(r) for r in rows]
+
+    async def add_positions(self, positions: Sequence[PositionRecord]) -> None:
+        await self._insert(
+            "add_positions",
+            "INSERT INTO mobile_positions (device_id, channel_id, received_at, capture_time, "
+            "longitude, latitude, speed, direction, altitude) VALUES "
+            "($1, $2, to_timestamp($3::float8), $4, $5, $6, $7, $8, $9)",
+            [position_row(p) for p in positions],
+        )
+
+    async def position_history(self, channel_id: str, *, limit: int = 100) -> list[PositionRecord]:
+        _, rows = await self._page(
+            "position_history", "mobile_positions",
+            "device_id, channel_id, extract(epoch FROM received_at)::float8, capture_time, "
+            "longitude, latitude, speed, direction, altitude",
+            ["channel_id = $1"], [channel_id], "received_at DESC, id DESC", limit, 0,
+        )  # fmt: skip
+        return [position_from_row(r) for r in rows]
 
     # -- plumbing --------------------------------------------------------------------------
 

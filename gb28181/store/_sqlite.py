@@ -23,7 +23,15 @@ from typing import Any
 
 import aiosqlite
 
-from ._base import ChannelRecord, DeviceRecord, StatusEvent, Store
+from ._base import (
+    AlarmRecord,
+    ChannelRecord,
+    DeviceRecord,
+    FaultRecord,
+    PositionRecord,
+    StatusEvent,
+    Store,
+)
 from ._channels import (
     CHANNEL_COLUMNS,
     UPDATE_COLUMNS,
@@ -38,6 +46,17 @@ from ._errors import (
     StoreDataError,
     StoreError,
     StoreMigrationError,
+)
+from ._history import (
+    ALARM_COLUMNS,
+    FAULT_COLUMNS,
+    POSITION_COLUMNS,
+    alarm_from_row,
+    alarm_row,
+    fault_from_row,
+    fault_row,
+    position_from_row,
+    position_row,
 )
 from ._migrations import Migration, load_migrations, pending_migrations, split_sqlite_script
 from ._rows import (
@@ -364,6 +383,107 @@ class SqliteStore(Store):
                 found = cursor.rowcount > 0
                 await cursor.close()
         return found
+
+    # -- faults, alarms, positions ---------------------------------------------------------
+
+    async def _insert(self, op: str, sql: str, rows: list[tuple[Any, ...]]) -> None:
+        if not rows:
+            return
+        async with self._lock:
+            conn = self._require(op)
+            async with self._transaction(conn, op):
+                await conn.executemany(sql, rows)
+
+    async def _page(
+        self, op: str, table: str, columns: str, where: list[tuple[str, Any]], order: str,
+        limit: int, offset: int,
+    ) -> tuple[int, list[Any]]:  # fmt: skip
+        check_limit(limit, operation=op, dialect=DIALECT)
+        check_limit(offset, operation=op, dialect=DIALECT)
+        clause = " AND ".join(c for c, _ in where) or "1"
+        params = [v for _, v in where if v is not None]
+        async with self._lock:
+            conn = self._require(op)
+            with self._errors(op):
+                total = await conn.execute_fetchall(
+                    f"SELECT count(*) FROM {table} WHERE {clause}", params
+                )
+                rows = await conn.execute_fetchall(
+                    f"SELECT {columns} FROM {table} WHERE {clause} ORDER BY {order} "
+                    "LIMIT ? OFFSET ?",
+                    [*params, limit, offset],
+                )
+        return int(next(iter(total))[0]), list(rows)
+
+    async def add_faults(self, faults: Sequence[FaultRecord]) -> None:
+        await self._insert(
+            "add_faults",
+            f"INSERT INTO faults ({FAULT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)",
+            [fault_row(f) for f in faults],
+        )
+
+    async def clear_faults(self, device_id: str, channel_id: str, kind: str, at: float) -> int:
+        op = "clear_faults"
+        async with self._lock:
+            conn = self._require(op)
+            async with self._transaction(conn, op):
+                cursor = await conn.execute(
+                    "UPDATE faults SET cleared_at = ? WHERE device_id = ? AND channel_id = ? "
+                    "AND kind = ? AND cleared_at IS NULL",
+                    (at, device_id, channel_id, kind),
+                )
+                cleared = cursor.rowcount
+                await cursor.close()
+        return int(cleared)
+
+    async def list_faults(
+        self,
+        *,
+        limit: int = 100,
+        offset: int = 0,
+        device_id: str | None = None,
+        open_only: bool = False,
+    ) -> tuple[int, list[FaultRecord]]:
+        where: list[tuple[str, Any]] = []
+        if device_id is not None:
+            where.append(("device_id = ?", device_id))
+        if open_only:
+            where.append(("cleared_at IS NULL", None))
+        total, rows = await self._page(
+            "list_faults", "faults", FAULT_COLUMNS, where, "at DESC, id DESC", limit, offset
+        )
+        return total, [fault_from_row(r) for r in rows]
+
+    async def add_alarms(self, alarms: Sequence[AlarmRecord]) -> None:
+        await self._insert(
+            "add_alarms",
+            f"INSERT INTO alarms ({ALARM_COLUMNS}) VALUES ({', '.join('?' * 11)})",
+            [alarm_row(a) for a in alarms],
+        )
+
+    async def list_alarms(
+        self, *, limit: int = 100, offset: int = 0, device_id: str | None = None
+    ) -> tuple[int, list[AlarmRecord]]:
+        where = [("device_id = ?", device_id)] if device_id is not None else []
+        total, rows = await self._page(
+            "list_alarms", "alarms", ALARM_COLUMNS, where, "received_at DESC, id DESC",
+            limit, offset,
+        )  # fmt: skip
+        return total, [alarm_from_row(r) for r in rows]
+
+    async def add_positions(self, positions: Sequence[PositionRecord]) -> None:
+        await self._insert(
+            "add_positions",
+            f"INSERT INTO mobile_positions ({POSITION_COLUMNS}) VALUES ({', '.join('?' * 9)})",
+            [position_row(p) for p in positions],
+        )
+
+    async def position_history(self, channel_id: str, *, limit: int = 100) -> list[PositionRecord]:
+        _, rows = await self._page(
+            "position_history", "mobile_positions", POSITION_COLUMNS,
+            [("channel_id = ?", channel_id)], "received_at DESC, id DESC", limit, 0,
+        )  # fmt: skip
+        return [position_from_row(r) for r in rows]
 
     # -- plumbing --------------------------------------------------------------------------
 

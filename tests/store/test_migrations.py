@@ -184,7 +184,9 @@ async def test_concurrent_migrate_applies_each_version_once(store_url: str) -> N
     stores = [await open_store(store_url, migrate=False) for _ in range(3)]
     try:
         results = await asyncio.gather(*(s.migrate() for s in stores))
-        assert sorted(results) == [[], [], SHIPPED]
+        # Each version is applied by exactly one of them (on SQLite several
+        # stores may share the versions out, one transaction per migration).
+        assert sorted(v for applied in results for v in applied) == SHIPPED
         assert await stores[0].applied_versions() == SHIPPED
     finally:
         for store in stores:
