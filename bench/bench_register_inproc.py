@@ -82,6 +82,7 @@ async def run(devices: int, profile: bool) -> None:
             "GB28181_HTTP_PORT": "0",
             "GB28181_SIP_PASSWORD": PASSWORD,
             "GB28181_LOG_LEVEL": "WARNING",
+            "GB28181_DEVICES_CATALOG_ON_REGISTER": "false",
             "GB28181_STORAGE_URL": f"sqlite:///{tmp}/bench.db",
         }
         platform = Platform(load_config(None, env=env))
