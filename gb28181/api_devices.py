@@ -28,7 +28,7 @@ from .correlator import QueryDone
 from .faults import FaultService
 from .queries import QueryError, QueryService
 from .registrar import DeviceState, Registrar
-from .store import AlarmRecord, ChannelRecord, FaultRecord, Store
+from .store import AlarmRecord, ChannelRecord, FaultRecord, PositionRecord, Store
 from .subscriptions import SubscriptionService
 
 __all__ = ["channel_json", "device_routes", "message_json"]
@@ -155,6 +155,20 @@ def _alarm_json(alarm: AlarmRecord) -> dict[str, Any]:
         "description": alarm.description,
         "longitude": alarm.longitude,
         "latitude": alarm.latitude,
+    }
+
+
+def _position_json(pos: PositionRecord) -> dict[str, Any]:
+    return {
+        "device_id": pos.device_id,
+        "channel_id": pos.channel_id,
+        "received_at": iso_time(pos.received_at),
+        "capture_time": pos.capture_time,
+        "longitude": pos.longitude,
+        "latitude": pos.latitude,
+        "speed": pos.speed,
+        "direction": pos.direction,
+        "altitude": pos.altitude,
     }
 
 
@@ -397,8 +411,16 @@ def device_routes(
             }
         )
 
+    async def positions(request: Request) -> Response:
+        st = _device(request)
+        channel = _channel(request) or st.record.device_id
+        limit = int_param(request, "limit", 100, 1, MAX_PAGE)
+        history = await store.position_history(channel, limit=limit)
+        return JSONResponse({"channel": channel, "items": [_position_json(p) for p in history]})
+
     base = "/api/v1/devices/{device_id}"
     return [
+        Route(f"{base}/positions", positions),
         Route("/api/v1/alarms", list_alarms),
         Route("/api/v1/faults", list_faults),
         Route(f"{base}/diagnosis", diagnosis),

@@ -19,12 +19,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .ids import IdError, IdRange, parse_ranges
+
 __all__ = [
     "Config",
     "ConfigError",
     "DevicesConfig",
     "FaultsConfig",
     "HttpConfig",
+    "IdsConfig",
     "SipConfig",
     "StorageConfig",
     "detect_host_address",
@@ -122,6 +125,11 @@ class DevicesConfig:
     subscribe_expires: int = 3600
     #: Seconds between full Catalog queries of devices that refuse the subscription; 0 = never.
     catalog_poll_interval: float = 600.0
+    #: SUBSCRIBE to alarms (``Event: presence``, priorities 1-4, all methods) after the first
+    #: Catalog sync (on registration when ``catalog_on_register`` is off).
+    alarm_subscribe: bool = True
+    #: Seconds between MobilePosition reports asked for in a subscription; 0 = no subscription.
+    position_interval: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,6 +142,22 @@ class FaultsConfig:
     webhook_queue: int = 1000
     #: Seconds one POST may take.
     webhook_timeout: float = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class IdsConfig:
+    """``[ids]``: central ID allocation (regulation art. 11).
+
+    Ranges are TOML tables, ``[[ids.ranges]]`` with ``department``, ``prefix`` (10 digits:
+    centre code + industry), ``types`` (list of 3-digit type codes), ``network`` (1 digit),
+    ``serial_start`` and ``serial_end`` (0-999999); see :mod:`gb28181.ids`. They have no
+    environment override.
+    """
+
+    #: Answer REGISTERs from IDs the platform never issued with 403 "ID Not Issued".
+    refuse_unissued: bool = False
+    #: The ranges each department may be issued from.
+    ranges: tuple[IdRange, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,6 +176,7 @@ class Config:
     storage: StorageConfig = field(default_factory=StorageConfig)
     devices: DevicesConfig = field(default_factory=DevicesConfig)
     faults: FaultsConfig = field(default_factory=FaultsConfig)
+    ids: IdsConfig = field(default_factory=IdsConfig)
     log: LogConfig = field(default_factory=LogConfig)
 
 
@@ -194,7 +219,16 @@ def _build_section(
         if key not in known:
             raise ConfigError(f"{name}.{key}", "unknown key")
     values: dict[str, Any] = {}
+    if cls is IdsConfig:
+        # The only structured value: a list of tables, validated by its own module.
+        try:
+            values["ranges"] = parse_ranges(raw.get("ranges", []), key=f"{name}.ranges")
+        except IdError as exc:
+            where, _, message = str(exc).partition(": ")
+            raise ConfigError(where, message) from None
     for f in dataclasses.fields(cls):
+        if f.name in values:
+            continue
         key = f"{name}.{f.name}"
         env_name = f"{ENV_PREFIX}{name.upper()}_{f.name.upper()}"
         if env_name in env:
@@ -305,6 +339,8 @@ def load_config(path: str | Path | None = None, env: Mapping[str, str] | None = 
         raise ConfigError("devices.subscribe_expires", "must be between 10 and 86400 seconds")
     if dev.catalog_poll_interval < 0:
         raise ConfigError("devices.catalog_poll_interval", "must be 0 (off) or positive")
+    if not 0 <= dev.position_interval <= 86400:
+        raise ConfigError("devices.position_interval", "must be 0 (off) or 1-86400 seconds")
     hook = cfg.faults.webhook_url
     if hook and not hook.startswith(("http://", "https://")):
         raise ConfigError("faults.webhook_url", f"must be an http(s) URL, got {hook!r}")

@@ -98,6 +98,12 @@ class Metrics:
             ["kind"],
             registry=r,
         )
+        self.subscriptions_refused = Counter(
+            "gb28181_subscriptions_refused",
+            "Subscriptions a device refused or dropped, by event package",
+            ["event"],
+            registry=r,
+        )
         self._msg_children: dict[tuple[str, str], Counter] = {}
         self._query_children: dict[tuple[str, str], Counter] = {}
         self._resp_children: dict[tuple[int, str, str], Counter] = {}
@@ -165,6 +171,10 @@ class Metrics:
     def fault(self, kind: str) -> None:
         """Count one fault raised (FaultMetrics); kinds are the platform's own names."""
         self.faults.labels(kind).inc()
+
+    def subscription_refused(self, event: str) -> None:
+        """Count a refused or dropped subscription; events are the platform's own names."""
+        self.subscriptions_refused.labels(event).inc()
 
     def render(self) -> bytes:
         """The text exposition format for ``/metrics``."""

@@ -25,11 +25,15 @@ from . import manscdp
 from .alarms import AlarmService
 from .api import build_app
 from .api_devices import device_routes
+from .api_ids import id_routes
 from .catalog_sync import CatalogService
 from .channel_writer import ChannelWriter
 from .config import Config
 from .faults import FaultService
+from .id_registry import IdRegistry
+from .ids import IdAllocator
 from .metrics import Metrics
+from .positions import PositionService
 from .queries import QueryService
 from .registrar import Registrar, RegistrarConfig
 from .signalling import Signalling
@@ -44,6 +48,8 @@ log = logging.getLogger(__name__)
 
 #: Seconds between liveness sweeps (deadlines are exact; detection lags by at most this).
 SWEEP_INTERVAL = 2.0
+#: Seconds between reloads of the issued IDs (learns IDs issued by other nodes).
+IDS_RELOAD_INTERVAL = 30.0
 #: Lifetime of digest nonces.
 NONCE_LIFETIME = 300.0
 #: Response CmdTypes routed to the query correlator (answers to what we send).
@@ -112,7 +118,9 @@ class Platform:
         self.channel_writer: ChannelWriter | None = None
         self.subscriptions: SubscriptionService | None = None
         self.faults: FaultService | None = None
+        self.positions: PositionService | None = None
         self.webhook: Webhook | None = None
+        self.ids: IdRegistry | None = None
         self.http: uvicorn.Server | None = None
         self._tasks: list[asyncio.Task[None]] = []
         sip = config.sip
@@ -180,6 +188,7 @@ class Platform:
             clock=self.clock,
         )
         await self._start_device_management()
+        await self._start_ids()
         tls = self._tls_context()
         await self.signalling.transport.start(
             cfg.sip.listen, cfg.sip.port, tls_port=cfg.sip.tls_port, tls=tls
@@ -237,11 +246,35 @@ class Platform:
         self._start_faults()
         self.alarms = AlarmService(queries, self.metrics, store=self.store)
         sig.on_manscdp("Notify", "Alarm", self.alarms.on_alarm)
+        self.positions = PositionService(self.store)
+        sig.on_manscdp("Notify", "MobilePosition", self.positions.on_position)
         if cfg.devices.catalog_on_register:
             sig.on_registered.append(catalogs.device_online)
         self._start_subscriptions()
         if cfg.devices.catalog_refresh_interval > 0 or cfg.devices.catalog_poll_interval > 0:
             self._tasks.append(asyncio.create_task(self._catalog_refresher(), name="catalog"))
+
+    async def _start_ids(self) -> None:
+        """Central ID allocation; with ``refuse_unissued`` a guard on every REGISTER."""
+        assert self.signalling is not None and self.store is not None
+        cfg = self.config.ids
+        ids = self.ids = IdRegistry(
+            IdAllocator(cfg.ranges), self.store, refuse_unissued=cfg.refuse_unissued
+        )
+        if cfg.refuse_unissued:
+            count = await ids.reload()
+            log.info("registrations limited to the %d issued IDs", count)
+            self.signalling.register_guards.append(ids.register_guard)
+            self._tasks.append(asyncio.create_task(self._ids_reloader(), name="ids"))
+
+    async def _ids_reloader(self) -> None:
+        assert self.ids is not None
+        while True:
+            await asyncio.sleep(IDS_RELOAD_INTERVAL)
+            try:
+                await self.ids.reload()
+            except Exception as exc:
+                log.warning("issued IDs not reloaded: %s", exc)
 
     def _start_faults(self) -> None:
         """Faults from status events, keepalives, catalog changes and failed queries."""
@@ -277,16 +310,39 @@ class Platform:
         )
         sig.on_notify.append(subs.receive_notify)
 
+        dev = self.config.devices
+
+        def wanted(device_id: str, event: str) -> bool:
+            current = subs.table.get(device_id, event)
+            return current is None or current.state.value not in ("pending", "active")
+
+        def subscribe_events(device_id: str) -> None:
+            """Alarm and MobilePosition subscriptions (GB/T 28181-2016 §9.11), if configured."""
+            if dev.alarm_subscribe and wanted(device_id, "presence"):
+                sn = queries.correlator.allocate_sn(device_id, "Alarm")
+                subs.subscribe(device_id, "presence", alarm_subscription(device_id, sn))
+            if dev.position_interval > 0 and wanted(device_id, "MobilePosition"):
+                sn = queries.correlator.allocate_sn(device_id, "MobilePosition")
+                body = manscdp.MobilePositionQuery(
+                    device_id=device_id, sn=sn, interval=dev.position_interval
+                )
+                subs.subscribe(device_id, "MobilePosition", body)
+
         def synced(device_id: str, result: object, now: float) -> None:
-            if result is None or not self.config.devices.catalog_subscribe:
+            if result is None:
                 return
-            current = subs.table.get(device_id, "Catalog")
-            if current is not None and current.state.value in ("pending", "active"):
+            subscribe_events(device_id)
+            if not dev.catalog_subscribe or not wanted(device_id, "Catalog"):
                 return
             sn = queries.correlator.allocate_sn(device_id, "Catalog")
             subs.subscribe(device_id, "Catalog", manscdp.CatalogQuery(device_id=device_id, sn=sn))
 
+        def registered(device_id: str, now: float) -> None:
+            subscribe_events(device_id)
+
         def refused(device_id: str, event: str, reason: str) -> None:
+            # The device keeps working without it: alarms still come by MESSAGE.
+            self.metrics.subscription_refused(event.lower())
             if event == "Catalog":
                 catalogs.polled.add(device_id)
 
@@ -300,6 +356,8 @@ class Platform:
 
         self._status_listeners.append(status)
         catalogs.sync_listeners.append(synced)
+        if not dev.catalog_on_register:
+            sig.on_registered.append(registered)
         subs.on_refused.append(refused)
         subs.on_active.append(active)
         self._tasks.append(asyncio.create_task(self._resubscriber(), name="subscriptions"))
@@ -350,6 +408,8 @@ class Platform:
             faults=self.faults,
             subscriptions=self.subscriptions,
         )
+        if self.ids is not None:
+            routes.extend(id_routes(self.ids, self.store, clock=self.clock))
         app = build_app(self.registrar, self.metrics, self.store, self._ready, routes)
         config = uvicorn.Config(
             app,
@@ -400,6 +460,8 @@ class Platform:
             await self.alarms.stop()
         if self.subscriptions is not None:
             await self.subscriptions.stop()
+        if self.positions is not None:
+            await self.positions.stop()
         if self.faults is not None:
             await self.faults.stop()
         if self.webhook is not None:
@@ -414,6 +476,18 @@ class Platform:
             await self.writer.stop()
         if self.store is not None:
             await self.store.close()
+
+
+def alarm_subscription(device_id: str, sn: int) -> manscdp.AlarmQuery:
+    """The body of an alarm SUBSCRIBE: every priority (1-4) and every method (0 = all,
+    GB/T 28181-2016 A.2.4.5)."""
+    return manscdp.AlarmQuery(
+        device_id=device_id,
+        sn=sn,
+        start_alarm_priority=1,
+        end_alarm_priority=4,
+        alarm_method="0",
+    )
 
 
 class _StatusTap:

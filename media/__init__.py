@@ -4,11 +4,37 @@ This package never imports :mod:`gb28181`; the platform drives it through a
 small control interface that also works across processes.
 """
 
+from media.control import (
+    AddOutput,
+    Close,
+    Command,
+    Connect,
+    ControlClient,
+    ControlError,
+    ControlServer,
+    LocalControl,
+    OpenReceiver,
+    Rekey,
+    RemoveOutput,
+    Stats,
+    decode_command,
+    encode_command,
+)
 from media.frame_assembler import AssembledFrame, FrameAssembler
 from media.nal import inspect_video, is_keyframe
+from media.ports import PortPool, PortPoolError, SsrcTable
 from media.ps import Codec, PsError, PsFrame, StreamKind
 from media.ps_demux import PsDemuxer, parse_psm
 from media.ps_mux import PsMuxer
+from media.relay import (
+    DropReason,
+    OutputSpec,
+    RelayEvent,
+    RelaySession,
+    SsrcChanged,
+    StreamStarted,
+    StreamTimedOut,
+)
 from media.rfc4571 import Rfc4571Error, Rfc4571Splitter
 from media.rfc4571 import frame as rfc4571_frame
 from media.rtp import (
@@ -25,15 +51,35 @@ from media.rtp import (
     ts_diff,
     ts_gt,
 )
+from media.worker import Mode, RelayWorker, WorkerConfig, WorkerError, gso_supported
 
 __all__ = [
+    "AddOutput",
     "AssembledFrame",
+    "Close",
     "Codec",
+    "Command",
+    "Connect",
+    "ControlClient",
+    "ControlError",
+    "ControlServer",
+    "DropReason",
     "FrameAssembler",
+    "LocalControl",
+    "Mode",
+    "OpenReceiver",
+    "OutputSpec",
+    "PortPool",
+    "PortPoolError",
     "PsDemuxer",
     "PsError",
     "PsFrame",
     "PsMuxer",
+    "Rekey",
+    "RelayEvent",
+    "RelaySession",
+    "RelayWorker",
+    "RemoveOutput",
     "Rfc4571Error",
     "Rfc4571Splitter",
     "RtpError",
@@ -41,7 +87,17 @@ __all__ = [
     "RtpHeader",
     "RtpPacket",
     "RtpPacketizer",
+    "SsrcChanged",
+    "SsrcTable",
+    "Stats",
     "StreamKind",
+    "StreamStarted",
+    "StreamTimedOut",
+    "WorkerConfig",
+    "WorkerError",
+    "decode_command",
+    "encode_command",
+    "gso_supported",
     "inspect_video",
     "is_keyframe",
     "parse_psm",

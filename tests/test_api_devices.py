@@ -18,7 +18,7 @@ from gb28181.correlator import QueryDone
 from gb28181.metrics import Metrics
 from gb28181.queries import DeviceOffline, QueryRejected, QueryTimeout
 from gb28181.sip import Headers, SipResponse
-from gb28181.store import Store, open_store
+from gb28181.store import PositionRecord, Store, open_store
 from tests.test_api import DEVICE, T0, registrar_with_devices
 
 GROUP = "34020000002150000001"
@@ -215,3 +215,21 @@ async def test_alarms_are_listed(env: Env) -> None:
     assert body["total"] == 1
     assert body["items"][0]["channel_id"] == cam(1) and body["items"][0]["method"] == "2"
     assert (await http.get("/api/v1/alarms", params={"device": "x"})).json()["total"] == 0
+
+
+async def test_positions_of_a_device_or_channel(env: Env, store: Store) -> None:
+    http, _q, _c = env
+    await store.add_positions(
+        [
+            PositionRecord(DEVICE, DEVICE, T0, "2024-05-01T10:00:00", 117.2, 31.8, 3.0),
+            PositionRecord(DEVICE, DEVICE, T0 + 5, None, 117.3, 31.9),
+            PositionRecord(DEVICE, cam(2), T0 + 6, None, 117.4, 31.7),
+        ]
+    )
+    body = (await http.get(f"/api/v1/devices/{DEVICE}/positions", params={"limit": 1})).json()
+    assert body["channel"] == DEVICE and len(body["items"]) == 1
+    assert body["items"][0]["longitude"] == 117.3 and body["items"][0]["received_at"]
+    body = (await http.get(f"/api/v1/devices/{DEVICE}/positions?channel={cam(2)}")).json()
+    assert [i["latitude"] for i in body["items"]] == [31.7]
+    assert (await http.get(f"/api/v1/devices/{DEVICE}/positions?channel=x")).status_code == 400
+    assert (await http.get("/api/v1/devices/34020000001320009999/positions")).status_code == 404

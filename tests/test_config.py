@@ -91,3 +91,32 @@ def test_bad_values_name_the_key(tmp_path: Path, text: str, env: dict[str, str],
 def test_missing_file_is_a_config_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="file not found"):
         load_config(tmp_path / "absent.toml", env={})
+
+
+def test_ids_ranges_from_toml(tmp_path: Path) -> None:
+    path = tmp_path / "ids.toml"
+    path.write_text(
+        "[ids]\nrefuse_unissued = true\n[[ids.ranges]]\n"
+        'department = "交警"\nprefix = "3402000000"\ntypes = ["131", "132"]\n'
+        "serial_start = 1\nserial_end = 999\n",
+        encoding="utf-8",
+    )
+    cfg = load_config(path, env={})
+    assert cfg.ids.refuse_unissued
+    assert cfg.ids.ranges[0].block("131") == ("34020000001310000001", "34020000001310000999")
+    assert load_config(None, env={}).ids.ranges == ()
+
+
+def test_bad_ids_range_names_the_key(tmp_path: Path) -> None:
+    path = tmp_path / "ids.toml"
+    path.write_text('[[ids.ranges]]\ndepartment = "d"\nprefix = "34"\ntypes = ["131"]\n')
+    with pytest.raises(ConfigError) as info:
+        load_config(path, env={})
+    assert info.value.key == "ids.ranges[0].prefix"
+
+
+def test_position_interval_is_bounded() -> None:
+    assert load_config(None, env={}).devices.position_interval == 0
+    assert load_config(None, env={}).devices.alarm_subscribe
+    with pytest.raises(ConfigError, match=r"devices\.position_interval"):
+        load_config(None, env={"GB28181_DEVICES_POSITION_INTERVAL": "-1"})

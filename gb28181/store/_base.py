@@ -22,6 +22,7 @@ __all__ = [
     "ChannelRecord",
     "DeviceRecord",
     "FaultRecord",
+    "IssuedId",
     "PositionRecord",
     "StatusEvent",
     "Store",
@@ -158,6 +159,18 @@ class PositionRecord:
     speed: float | None = None
     direction: float | None = None
     altitude: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class IssuedId:
+    """One 20-digit ID issued to a department (regulation art. 11, migration 0004)."""
+
+    id: str
+    department: str
+    type_code: str
+    """The ID's type code (digits 11-13)."""
+    issued_at: float
+    note: str = ""
 
 
 class BatchWriter(Protocol):
@@ -342,6 +355,40 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def position_history(self, channel_id: str, *, limit: int = 100) -> list[PositionRecord]:
         """Reports of one channel, newest first."""
+
+    # -- issued IDs (regulation art. 11) ----------------------------------------------------
+
+    @abc.abstractmethod
+    async def issue_ids(
+        self,
+        lo: str,
+        hi: str,
+        count: int,
+        *,
+        department: str,
+        type_code: str,
+        note: str = "",
+        at: float,
+    ) -> list[IssuedId]:
+        """Issue the ``count`` IDs that follow the highest ID already issued in ``lo..hi``.
+
+        ``lo`` and ``hi`` are 20-digit IDs bounding one block (same prefix, type and network).
+        All or nothing, atomic against concurrent callers in this and other processes sharing
+        the database: two calls never issue the same ID.
+
+        :returns: the issued IDs in order, or ``[]`` when fewer than ``count`` remain.
+        :raises StoreDataError: ``lo``/``hi`` are not 20 digits or ``count`` is not positive.
+        """
+
+    @abc.abstractmethod
+    async def list_issued_ids(
+        self, *, department: str | None = None, limit: int = 100, offset: int = 0
+    ) -> tuple[int, list[IssuedId]]:
+        """Issued IDs, newest first (ties by ID): ``(total matching, page)``."""
+
+    @abc.abstractmethod
+    async def load_issued_ids(self) -> list[str]:
+        """Every issued ID (to check registrations against in memory)."""
 
     async def __aenter__(self) -> Self:
         return self

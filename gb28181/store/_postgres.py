@@ -30,6 +30,7 @@ from ._base import (
     ChannelRecord,
     DeviceRecord,
     FaultRecord,
+    IssuedId,
     PositionRecord,
     StatusEvent,
     Store,
@@ -57,6 +58,7 @@ from ._history import (
     position_from_row,
     position_row,
 )
+from ._issued import check_block, issued_from_row, next_ids
 from ._migrations import Migration, load_migrations, pending_migrations
 from ._rows import (
     DEVICE_COLUMNS,
@@ -72,6 +74,8 @@ __all__ = ["PostgresStore"]
 
 DIALECT = "postgresql"
 
+ISSUE_LOCK_CLASS = 0x6B282
+"""First key of the transaction advisory lock serialising ID allocation (second: the block)."""
 MIGRATION_LOCK_CLASS = 0x6B281
 """First key of the two-key advisory lock taken while migrating (second: hash of the schema)."""
 
@@ -559,6 +563,65 @@ class PostgresStore(Store):
             ["channel_id = $1"], [channel_id], "received_at DESC, id DESC", limit, 0,
         )  # fmt: skip
         return [position_from_row(r) for r in rows]
+
+    # -- issued IDs ------------------------------------------------------------------------
+
+    async def issue_ids(
+        self,
+        lo: str,
+        hi: str,
+        count: int,
+        *,
+        department: str,
+        type_code: str,
+        note: str = "",
+        at: float,
+    ) -> list[IssuedId]:
+        op = "issue_ids"
+        check_block(lo, hi, count, operation=op, dialect=DIALECT)
+        pool = self._require(op)
+        with self._errors(op):
+            async with pool.acquire() as conn, conn.transaction():
+                # Nodes sharing the database queue here per block until the holder commits, so
+                # each reads the highest ID after the previous allocation; the primary key
+                # would refuse a duplicate anyway.
+                await conn.execute(
+                    "SELECT pg_advisory_xact_lock($1, hashtext($2))", ISSUE_LOCK_CLASS, lo
+                )
+                highest = await conn.fetchval(
+                    "SELECT max(id) FROM issued_ids WHERE id BETWEEN $1 AND $2", lo, hi
+                )
+                ids = next_ids(highest, lo, hi, count)
+                issued = [IssuedId(i, department, type_code, at, note) for i in ids]
+                if issued:
+                    await conn.execute(
+                        "INSERT INTO issued_ids (id, department, type, issued_at, note) "
+                        "SELECT i, $2, $3, to_timestamp($4::float8), $5 FROM unnest($1::text[]) i",
+                        ids,
+                        department,
+                        type_code,
+                        at,
+                        note,
+                    )
+        return issued
+
+    async def list_issued_ids(
+        self, *, department: str | None = None, limit: int = 100, offset: int = 0
+    ) -> tuple[int, list[IssuedId]]:
+        where, params = (["department = $1"], [department]) if department is not None else ([], [])
+        total, rows = await self._page(
+            "list_issued_ids", "issued_ids",
+            "id, department, type, extract(epoch FROM issued_at)::float8, note",
+            where, params, "issued_at DESC, id DESC", limit, offset,
+        )  # fmt: skip
+        return total, [issued_from_row(r) for r in rows]
+
+    async def load_issued_ids(self) -> list[str]:
+        op = "load_issued_ids"
+        pool = self._require(op)
+        with self._errors(op):
+            rows = await pool.fetch("SELECT id FROM issued_ids ORDER BY id")
+        return [str(r[0]) for r in rows]
 
     # -- plumbing --------------------------------------------------------------------------
 

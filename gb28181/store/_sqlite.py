@@ -28,6 +28,7 @@ from ._base import (
     ChannelRecord,
     DeviceRecord,
     FaultRecord,
+    IssuedId,
     PositionRecord,
     StatusEvent,
     Store,
@@ -58,6 +59,7 @@ from ._history import (
     position_from_row,
     position_row,
 )
+from ._issued import check_block, issued_from_row, next_ids
 from ._migrations import Migration, load_migrations, pending_migrations, split_sqlite_script
 from ._rows import (
     DEVICE_COLUMNS,
@@ -484,6 +486,56 @@ class SqliteStore(Store):
             [("channel_id = ?", channel_id)], "received_at DESC, id DESC", limit, 0,
         )  # fmt: skip
         return [position_from_row(r) for r in rows]
+
+    # -- issued IDs ------------------------------------------------------------------------
+
+    async def issue_ids(
+        self,
+        lo: str,
+        hi: str,
+        count: int,
+        *,
+        department: str,
+        type_code: str,
+        note: str = "",
+        at: float,
+    ) -> list[IssuedId]:
+        op = "issue_ids"
+        check_block(lo, hi, count, operation=op, dialect=DIALECT)
+        # BEGIN IMMEDIATE takes the database's write lock before reading the highest ID, so
+        # another process cannot read the same one meanwhile (and the lock serialises ours).
+        async with self._lock:
+            conn = self._require(op)
+            async with self._transaction(conn, op):
+                rows = await conn.execute_fetchall(
+                    "SELECT max(id) FROM issued_ids WHERE id BETWEEN ? AND ?", (lo, hi)
+                )
+                ids = next_ids(next(iter(rows))[0], lo, hi, count)
+                issued = [IssuedId(i, department, type_code, at, note) for i in ids]
+                await conn.executemany(
+                    "INSERT INTO issued_ids (id, department, type, issued_at, note) "
+                    "VALUES (?, ?, ?, ?, ?)",
+                    [(r.id, r.department, r.type_code, r.issued_at, r.note) for r in issued],
+                )
+        return issued
+
+    async def list_issued_ids(
+        self, *, department: str | None = None, limit: int = 100, offset: int = 0
+    ) -> tuple[int, list[IssuedId]]:
+        where = [("department = ?", department)] if department is not None else []
+        total, rows = await self._page(
+            "list_issued_ids", "issued_ids", "id, department, type, issued_at, note", where,
+            "issued_at DESC, id DESC", limit, offset,
+        )  # fmt: skip
+        return total, [issued_from_row(r) for r in rows]
+
+    async def load_issued_ids(self) -> list[str]:
+        op = "load_issued_ids"
+        async with self._lock:
+            conn = self._require(op)
+            with self._errors(op):
+                rows = await conn.execute_fetchall("SELECT id FROM issued_ids ORDER BY id")
+        return [str(r[0]) for r in rows]
 
     # -- plumbing --------------------------------------------------------------------------
 

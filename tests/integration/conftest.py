@@ -25,6 +25,9 @@ def platform_env(tmp_path: Path, **extra: str) -> dict[str, str]:
         "GB28181_HTTP_PORT": "0",
         "GB28181_STORAGE_URL": f"sqlite:///{tmp_path}/gb28181.db",
         "GB28181_STORAGE_FLUSH_INTERVAL": "0.2",
+        # Peers that play one scenario would take an alarm SUBSCRIBE for another request;
+        # the alarm-subscription test turns it on.
+        "GB28181_DEVICES_ALARM_SUBSCRIBE": "false",
     }
     env.update(extra)
     return env

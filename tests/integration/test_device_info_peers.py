@@ -1,0 +1,110 @@
+"""DeviceInfo over real sockets: the API asks a SIPp NVR and returns its answer.
+
+The SIPp device registers and keeps alive (the main scenario of ``test_catalog_peers``); the
+platform's DeviceInfo query arrives on a new Call-ID, so SIPp's out-of-call scenario answers it
+200 OK and then sends the ``Response`` with the query's SN (GB2312, Chinese manufacturer name).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.helpers import sipp_path
+
+from .conftest import DOMAIN, PASSWORD, SERVER_ID, free_port, platform_env, start_platform
+from .test_catalog_peers import NVR, main_scenario
+
+pytestmark = pytest.mark.peer
+
+
+def ooc_scenario() -> str:
+    body = (
+        '<?xml version="1.0" encoding="GB2312"?>\n<Response>\n<CmdType>DeviceInfo</CmdType>\n'
+        f"<SN>[$sn]</SN>\n<DeviceID>{NVR}</DeviceID>\n<Result>OK</Result>\n"
+        "<DeviceName>东门录像机</DeviceName>\n<Manufacturer>海康威视</Manufacturer>\n"
+        "<Model>DS-7816N</Model>\n<Firmware>V4.1.20</Firmware>\n<Channel>16</Channel>\n"
+        "</Response>"
+    )
+    return f"""<?xml version="1.0" encoding="ISO-8859-1" ?>
+<scenario name="NVR answers DeviceInfo">
+  <recv request="MESSAGE">
+    <action>
+      <ereg regexp="&lt;SN&gt;([0-9]+)&lt;/SN&gt;" search_in="body" check_it="true"
+            assign_to="all,sn" />
+      <log message="query [$all]" />
+    </action>
+  </recv>
+  <send>
+    <![CDATA[
+
+      SIP/2.0 200 OK
+      [last_Via:]
+      [last_From:]
+      [last_To:];tag=[pid]O[call_number]
+      [last_Call-ID:]
+      [last_CSeq:]
+      Content-Length: 0
+
+    ]]>
+  </send>
+  <send retrans="500">
+    <![CDATA[
+
+      MESSAGE sip:{SERVER_ID}@{DOMAIN} SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];rport;branch=[branch]
+      From: <sip:{NVR}@{DOMAIN}>;tag=[pid]D1
+      To: <sip:{SERVER_ID}@{DOMAIN}>
+      Call-ID: [call_id]
+      CSeq: 1 MESSAGE
+      Max-Forwards: 70
+      Content-Type: Application/MANSCDP+xml
+      Content-Length: [len]
+
+      {body}
+    ]]>
+  </send>
+  <recv response="200" />
+</scenario>
+"""
+
+
+async def test_sipp_nvr_answers_device_info_through_the_api(tmp_path: Path) -> None:
+    env = platform_env(tmp_path, GB28181_DEVICES_CATALOG_ON_REGISTER="false")
+    platform = await start_platform(env)
+    main = tmp_path / "nvr.xml"
+    main.write_bytes(main_scenario().encode("gb2312"))
+    ooc = tmp_path / "nvr_ooc.xml"
+    ooc.write_bytes(ooc_scenario().encode("gb2312"))
+    host, port = platform.sip_addr
+    proc = await asyncio.create_subprocess_exec(
+        sipp_path(),
+        "-sf", str(main), "-oocsf", str(ooc), "-t", "u1", "-i", "127.0.0.1",
+        "-p", str(free_port()), "-au", NVR, "-ap", PASSWORD, "-m", "1", "-timeout", "30",
+        "-nostdin", "-trace_err", "-error_file", str(tmp_path / "sipp_errors.log"),
+        f"{host}:{port}",
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL, cwd=tmp_path,
+    )  # fmt: skip
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{platform.http_port}") as http:
+            for _ in range(400):
+                r = await http.get(f"/api/v1/devices/{NVR}")
+                if r.status_code == 200 and r.json()["online"]:
+                    break
+                await asyncio.sleep(0.02)
+            r = await http.get(f"/api/v1/devices/{NVR}/device-info", params={"timeout": 5})
+        errors = tmp_path / "sipp_errors.log"
+        assert r.status_code == 200, (r.text, errors.exists() and errors.read_text()[-2000:])
+        body = r.json()
+        assert body["partial"] is False, body
+        info = body["response"]
+        assert info["manufacturer"] == "海康威视" and info["model"] == "DS-7816N", info
+        assert info["device_name"] == "东门录像机" and info["channel"] == 16, info
+    finally:
+        if proc.returncode is None:
+            proc.terminate()
+        await proc.wait()
+        await platform.stop()
