@@ -98,6 +98,7 @@ def start_server(workdir: Path) -> tuple[subprocess.Popen[bytes], int]:
         "GB28181_LOG_LEVEL": "WARNING",
         # Measure the registrar alone: SIPp devices do not answer Catalog queries.
         "GB28181_DEVICES_CATALOG_ON_REGISTER": "false",
+        "GB28181_DEVICES_ALARM_SUBSCRIBE": "false",
         "GB28181_STORAGE_URL": f"sqlite:///{workdir}/bench.db",
     }
     proc = subprocess.Popen(

@@ -83,15 +83,15 @@ async def run(devices: int, profile: bool) -> None:
             "GB28181_SIP_PASSWORD": PASSWORD,
             "GB28181_LOG_LEVEL": "WARNING",
             "GB28181_DEVICES_CATALOG_ON_REGISTER": "false",
+            "GB28181_DEVICES_ALARM_SUBSCRIBE": "false",
             "GB28181_STORAGE_URL": f"sqlite:///{tmp}/bench.db",
         }
         platform = Platform(load_config(None, env=env))
         await platform.start()
         assert platform.signalling is not None
         transport = platform.signalling.transport
-        assert transport._udp is not None and transport._udp.transport is not None
         sent: list[bytes] = []
-        transport._udp.transport.sendto = lambda data, addr=None: sent.append(data)  # type: ignore[method-assign]
+        transport._write = lambda data, addr, conn_id: sent.append(data)  # type: ignore[method-assign]
         ids = [f"34020000001320{n:06d}" for n in range(devices)]
         prof = cProfile.Profile() if profile else None
 
