@@ -30,6 +30,7 @@ from .correlator import (
     QueryDone,
     ResponseUnmatched,
 )
+from .deadline_timer import DeadlineTimer
 from .registrar import Registrar
 from .signalling import DeviceUnreachable, SipRequestTimeout
 from .sip import SipRequest, SipResponse
@@ -134,8 +135,7 @@ class QueryService:
         #: Round-trip times (seconds) of each device's recent answers (diagnosis view).
         self.round_trips: dict[str, list[float]] = {}
         self._waiting: dict[_Key, asyncio.Future[QueryDone]] = {}
-        self._timer: asyncio.TimerHandle | None = None
-        self._timer_at: float | None = None
+        self._timer = DeadlineTimer(self._on_timer, clock)
 
     # -- input ------------------------------------------------------------------------------
 
@@ -262,9 +262,7 @@ class QueryService:
 
     def close(self) -> None:
         """Fail every waiting query (shutdown)."""
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        self._timer.cancel()
         for fut in self._waiting.values():
             if not fut.done():
                 fut.set_exception(QueryTimeout("platform shutting down"))
@@ -349,26 +347,10 @@ class QueryService:
                 )
 
     def _rearm(self) -> None:
-        deadline = self.correlator.get_timer()
-        if deadline == self._timer_at:
-            return
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        self._timer_at = deadline
-        if deadline is None:
-            return
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:  # called outside the loop (tests of the sans-IO parts)
-            self._timer_at = None
-            return
-        self._timer = loop.call_later(max(0.0, deadline - self.clock()), self._on_timer)
+        self._timer.update(self.correlator.get_timer())
 
-    def _on_timer(self) -> None:
-        self._timer = None
-        self._timer_at = None
-        self._dispatch(self.correlator.handle_timer(self.clock()))
+    def _on_timer(self, now: float) -> None:
+        self._dispatch(self.correlator.handle_timer(now))
         self._rearm()
 
 

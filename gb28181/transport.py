@@ -27,6 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, cast
 
+from .deadline_timer import DeadlineTimer
 from .sip import (
     DEFAULT_MAX_SIZE,
     SipMessage,
@@ -127,8 +128,7 @@ class SipTransport:
         self._ids = itertools.count(1)
         self._udp: _Udp | None = None
         self._servers: list[asyncio.base_events.Server] = []
-        self._timer: asyncio.TimerHandle | None = None
-        self._timer_at: float | None = None
+        self._timer = DeadlineTimer(self._on_timer, clock)
         self.local_addr: Addr | None = None
         self.tls_addr: Addr | None = None
         self.parse_errors = 0
@@ -176,9 +176,7 @@ class SipTransport:
 
     async def stop(self) -> None:
         """Close listeners and connections."""
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        self._timer.cancel()
         for server in self._servers:
             server.close()
         for conn in list(self.connections.values()):
@@ -320,23 +318,10 @@ class SipTransport:
         udp.transport.sendto(data, addr)
 
     def _arm(self) -> None:
-        deadline = self.layer.get_timer()
-        if deadline == self._timer_at:
-            return
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        self._timer_at = deadline
-        if deadline is None:
-            return
-        delay = max(0.0, deadline - self.clock())
-        self._timer = asyncio.get_running_loop().call_later(delay, self._on_timer, deadline)
+        self._timer.update(self.layer.get_timer())
 
-    def _on_timer(self, deadline: float) -> None:
-        self._timer = None
-        self._timer_at = None
-        # Never hand the layer a time earlier than the deadline it asked for.
-        self.layer.handle_timer(max(self.clock(), deadline))
+    def _on_timer(self, now: float) -> None:
+        self.layer.handle_timer(now)
         self.on_events()
         self.flush()
 

@@ -133,7 +133,7 @@ async def test_no_answer_times_out_with_the_reason() -> None:
     task = asyncio.create_task(svc.query(DEVICE, manscdp.DeviceStatusQuery(), timeout=5.0))
     await sent_sn(sender)
     clock.now += 5.0
-    svc._on_timer()  # what the armed loop timer does at the deadline
+    svc._on_timer(clock.now)  # what the armed loop timer does at the deadline
     with pytest.raises(QueryTimeout, match="did not answer DeviceStatus: timeout"):
         await task
     assert ("DeviceStatus", "timeout") in counts.seen
