@@ -9,7 +9,6 @@ that dialog. The API then lists the alarm.
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -17,9 +16,9 @@ import httpx
 import pytest
 
 from gb28181.subscriptions import SubscriptionState
-from tests.helpers import sipp_path
 
-from .conftest import DOMAIN, PASSWORD, SERVER_ID, free_port, platform_env, start_platform
+from .conftest import DOMAIN, SERVER_ID, platform_env, start_platform
+from .sipp_device import sipp_errors, start_sipp_device, wait_until
 from .test_catalog_peers import NVR, main_scenario
 
 pytestmark = pytest.mark.peer
@@ -129,14 +128,6 @@ def ooc_scenario() -> str:
     )
 
 
-async def _wait(predicate: Any, steps: int = 400) -> bool:
-    for _ in range(steps):
-        if await predicate():
-            return True
-        await asyncio.sleep(0.02)
-    return False
-
-
 async def test_sipp_nvr_accepts_alarm_subscribe_and_its_alarm_notify_reaches_the_api(
     tmp_path: Path,
 ) -> None:
@@ -146,20 +137,9 @@ async def test_sipp_nvr_accepts_alarm_subscribe_and_its_alarm_notify_reaches_the
         GB28181_DEVICES_CATALOG_SUBSCRIBE="false",
     )
     platform = await start_platform(env)
-    main = tmp_path / "nvr.xml"
-    main.write_bytes(main_scenario().encode("gb2312"))
-    ooc = tmp_path / "nvr_ooc.xml"
-    ooc.write_bytes(ooc_scenario().encode("gb2312"))
-    host, port = platform.sip_addr
-    proc = await asyncio.create_subprocess_exec(
-        sipp_path(),
-        "-sf", str(main), "-oocsf", str(ooc), "-t", "u1", "-i", "127.0.0.1",
-        "-p", str(free_port()), "-au", NVR, "-ap", PASSWORD, "-m", "1", "-timeout", "30",
-        "-nostdin", "-trace_err", "-error_file", str(tmp_path / "sipp_errors.log"),
-        f"{host}:{port}",
-        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL, cwd=tmp_path,
-    )  # fmt: skip
-    errors = tmp_path / "sipp_errors.log"
+    proc = await start_sipp_device(
+        platform, tmp_path, NVR, main_scenario(), ooc_scenario(), timeout=30
+    )
     try:
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{platform.http_port}") as http:
             body: dict[str, Any] = {}
@@ -168,7 +148,7 @@ async def test_sipp_nvr_accepts_alarm_subscribe_and_its_alarm_notify_reaches_the
                 body.update((await http.get("/api/v1/alarms", params={"device": NVR})).json())
                 return bool(body["total"])
 
-            assert await _wait(listed), (body, errors.exists() and errors.read_text()[-2000:])
+            assert await wait_until(listed, steps=400), (body, sipp_errors(tmp_path))
         (alarm,) = body["items"]
         assert alarm["channel_id"] == ALARM_IN
         assert alarm["priority"] == 2 and alarm["method"] == "2"

@@ -15,9 +15,9 @@ import httpx
 import pytest
 
 from gb28181.server import Platform
-from tests.helpers import sipp_path
 
-from .conftest import DOMAIN, PASSWORD, SERVER_ID, free_port
+from .conftest import DOMAIN, SERVER_ID
+from .sipp_device import sipp_errors, start_sipp_device
 
 pytestmark = pytest.mark.peer
 
@@ -160,30 +160,9 @@ def main_scenario() -> str:
 async def test_sipp_nvr_catalog_of_250_gb2312_nodes_reaches_the_api(
     platform: Platform, tmp_path: Path
 ) -> None:
-    main = tmp_path / "nvr.xml"
-    main.write_bytes(main_scenario().encode("gb2312"))
-    ooc = tmp_path / "nvr_ooc.xml"
-    ooc.write_bytes(ooc_scenario().encode("gb2312"))
-    host, port = platform.sip_addr
-    proc = await asyncio.create_subprocess_exec(
-        sipp_path(),
-        "-sf", str(main),
-        "-oocsf", str(ooc),
-        "-t", "u1",
-        "-i", "127.0.0.1",
-        "-p", str(free_port()),
-        "-au", NVR,
-        "-ap", PASSWORD,
-        "-m", "1",
-        "-timeout", "40",
-        "-nostdin",
-        "-trace_err",
-        "-error_file", str(tmp_path / "sipp_errors.log"),
-        f"{host}:{port}",
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.DEVNULL,
-        cwd=tmp_path,
-    )  # fmt: skip
+    proc = await start_sipp_device(
+        platform, tmp_path, NVR, main_scenario(), ooc_scenario(), timeout=40
+    )
     try:
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{platform.http_port}") as http:
             body: dict[str, object] = {}
@@ -196,8 +175,7 @@ async def test_sipp_nvr_catalog_of_250_gb2312_nodes_reaches_the_api(
                 if proc.returncode is not None:
                     break
                 await asyncio.sleep(0.02)
-            errors = tmp_path / "sipp_errors.log"
-            log = errors.read_text(errors="replace")[-2000:] if errors.exists() else ""
+            log = sipp_errors(tmp_path)
             assert body.get("total") == CAMERAS + 2, (body, log)
             assert body["sync"] == "complete"
             items = body["items"]

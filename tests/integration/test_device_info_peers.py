@@ -13,9 +13,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.helpers import sipp_path
-
-from .conftest import DOMAIN, PASSWORD, SERVER_ID, free_port, platform_env, start_platform
+from .conftest import DOMAIN, SERVER_ID, platform_env, start_platform
+from .sipp_device import sipp_errors, start_sipp_device
 from .test_catalog_peers import NVR, main_scenario
 
 pytestmark = pytest.mark.peer
@@ -75,19 +74,9 @@ def ooc_scenario() -> str:
 async def test_sipp_nvr_answers_device_info_through_the_api(tmp_path: Path) -> None:
     env = platform_env(tmp_path, GB28181_DEVICES_CATALOG_ON_REGISTER="false")
     platform = await start_platform(env)
-    main = tmp_path / "nvr.xml"
-    main.write_bytes(main_scenario().encode("gb2312"))
-    ooc = tmp_path / "nvr_ooc.xml"
-    ooc.write_bytes(ooc_scenario().encode("gb2312"))
-    host, port = platform.sip_addr
-    proc = await asyncio.create_subprocess_exec(
-        sipp_path(),
-        "-sf", str(main), "-oocsf", str(ooc), "-t", "u1", "-i", "127.0.0.1",
-        "-p", str(free_port()), "-au", NVR, "-ap", PASSWORD, "-m", "1", "-timeout", "30",
-        "-nostdin", "-trace_err", "-error_file", str(tmp_path / "sipp_errors.log"),
-        f"{host}:{port}",
-        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL, cwd=tmp_path,
-    )  # fmt: skip
+    proc = await start_sipp_device(
+        platform, tmp_path, NVR, main_scenario(), ooc_scenario(), timeout=30
+    )
     try:
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{platform.http_port}") as http:
             for _ in range(400):
@@ -96,8 +85,7 @@ async def test_sipp_nvr_answers_device_info_through_the_api(tmp_path: Path) -> N
                     break
                 await asyncio.sleep(0.02)
             r = await http.get(f"/api/v1/devices/{NVR}/device-info", params={"timeout": 5})
-        errors = tmp_path / "sipp_errors.log"
-        assert r.status_code == 200, (r.text, errors.exists() and errors.read_text()[-2000:])
+        assert r.status_code == 200, (r.text, sipp_errors(tmp_path))
         body = r.json()
         assert body["partial"] is False, body
         info = body["response"]

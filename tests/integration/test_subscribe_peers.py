@@ -19,9 +19,9 @@ import pytest
 
 from gb28181.server import Platform
 from gb28181.subscriptions import SubscriptionState
-from tests.helpers import sipp_path
 
-from .conftest import DOMAIN, PASSWORD, SERVER_ID, free_port, platform_env, start_platform
+from .conftest import DOMAIN, SERVER_ID, platform_env, start_platform
+from .sipp_device import sipp_errors, start_sipp_device, wait_until
 from .test_catalog_peers import NVR, main_scenario
 
 pytestmark = pytest.mark.peer
@@ -158,43 +158,9 @@ def ooc_scenario(accept: bool) -> str:
 
 
 async def _run_sipp(platform: Platform, tmp_path: Path, accept: bool) -> asyncio.subprocess.Process:
-    main = tmp_path / "nvr.xml"
-    main.write_bytes(main_scenario().encode("gb2312"))
-    ooc = tmp_path / "nvr_ooc.xml"
-    ooc.write_bytes(ooc_scenario(accept).encode("gb2312"))
-    host, port = platform.sip_addr
-    return await asyncio.create_subprocess_exec(
-        sipp_path(),
-        "-sf", str(main),
-        "-oocsf", str(ooc),
-        "-t", "u1",
-        "-i", "127.0.0.1",
-        "-p", str(free_port()),
-        "-au", NVR,
-        "-ap", PASSWORD,
-        "-m", "1",
-        "-timeout", "40",
-        "-nostdin",
-        "-trace_err",
-        "-error_file", str(tmp_path / "sipp_errors.log"),
-        f"{host}:{port}",
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.DEVNULL,
-        cwd=tmp_path,
-    )  # fmt: skip
-
-
-def _sipp_log(tmp_path: Path) -> str:
-    errors = tmp_path / "sipp_errors.log"
-    return errors.read_text(errors="replace")[-2000:] if errors.exists() else ""
-
-
-async def _wait(predicate: Any, proc: asyncio.subprocess.Process, steps: int = 600) -> bool:
-    for _ in range(steps):
-        if await predicate():
-            return True
-        await asyncio.sleep(0.02)
-    return False
+    return await start_sipp_device(
+        platform, tmp_path, NVR, main_scenario(), ooc_scenario(accept), timeout=40
+    )
 
 
 async def test_sipp_nvr_accepts_catalog_subscribe_and_its_notify_reaches_the_api(
@@ -214,7 +180,7 @@ async def test_sipp_nvr_accepts_catalog_subscribe_and_its_notify_reaches_the_api
                 items.update({i["id"]: i for i in r.json()["items"]})
                 return cam(9) in items and cam(3) not in items
 
-            assert await _wait(changed, proc), (items, _sipp_log(tmp_path))
+            assert await wait_until(changed), (items, sipp_errors(tmp_path))
             assert items[cam(1)]["status"] == "OFF"
             assert items[cam(2)]["status"] == "VLOST"
             assert items[cam(4)]["status"] == "ON"
@@ -241,7 +207,7 @@ async def test_sipp_nvr_accepts_catalog_subscribe_and_its_notify_reaches_the_api
             return sub.expires_at > first_expiry
 
         # Granted for 10 s, refreshed in-dialog after 5 s.
-        assert await _wait(refreshed, proc, steps=500), _sipp_log(tmp_path)
+        assert await wait_until(refreshed, steps=500), sipp_errors(tmp_path)
         assert sub.state is SubscriptionState.ACTIVE
         assert NVR not in platform.catalogs.polled  # type: ignore[union-attr]
     finally:
@@ -260,7 +226,7 @@ async def test_sipp_nvr_refusing_subscribe_is_polled(platform: Platform, tmp_pat
         async def polled() -> bool:
             return NVR in catalogs.polled
 
-        assert await _wait(polled, proc), _sipp_log(tmp_path)
+        assert await wait_until(polled), sipp_errors(tmp_path)
         assert len(catalogs.trees[NVR]) == 5
         subs = platform.subscriptions
         assert subs is not None

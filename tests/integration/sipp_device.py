@@ -1,0 +1,73 @@
+"""SIPp as a GB/T 28181 device for integration tests: one way to start it.
+
+A test writes two scenarios — the device's own call (REGISTER, then what the
+device sends) and the out-of-call scenario (``-oocsf``) that answers the
+requests the platform sends it (Catalog queries, SUBSCRIBE, DeviceInfo...)
+— and starts SIPp here against a running platform.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+from gb28181.server import Platform
+from tests.helpers import sipp_path
+
+from .conftest import PASSWORD, free_port
+
+__all__ = ["sipp_errors", "start_sipp_device", "wait_until"]
+
+
+async def start_sipp_device(
+    platform: Platform,
+    tmp_path: Path,
+    device_id: str,
+    main_scenario: str,
+    ooc_scenario: str,
+    *,
+    timeout: int = 40,
+) -> asyncio.subprocess.Process:
+    """Write both scenarios (GB2312, as devices send) and start SIPp as ``device_id``."""
+    main = tmp_path / "device.xml"
+    main.write_bytes(main_scenario.encode("gb2312"))
+    ooc = tmp_path / "device_ooc.xml"
+    ooc.write_bytes(ooc_scenario.encode("gb2312"))
+    host, port = platform.sip_addr
+    return await asyncio.create_subprocess_exec(
+        sipp_path(),
+        "-sf", str(main),
+        "-oocsf", str(ooc),
+        "-t", "u1",
+        "-i", "127.0.0.1",
+        "-p", str(free_port()),
+        "-au", device_id,
+        "-ap", PASSWORD,
+        "-m", "1",
+        "-timeout", str(timeout),
+        "-nostdin",
+        "-trace_err",
+        "-error_file", str(tmp_path / "sipp_errors.log"),
+        f"{host}:{port}",
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+        cwd=tmp_path,
+    )  # fmt: skip
+
+
+def sipp_errors(tmp_path: Path) -> str:
+    """The tail of SIPp's error log, for assertion messages."""
+    errors = tmp_path / "sipp_errors.log"
+    return errors.read_text(errors="replace")[-2000:] if errors.exists() else ""
+
+
+async def wait_until(
+    predicate: Callable[[], Awaitable[bool]], steps: int = 600, interval: float = 0.02
+) -> bool:
+    """Poll ``predicate`` until it holds (True) or ``steps`` polls pass (False)."""
+    for _ in range(steps):
+        if await predicate():
+            return True
+        await asyncio.sleep(interval)
+    return False
