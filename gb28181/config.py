@@ -28,6 +28,7 @@ __all__ = [
     "FaultsConfig",
     "HttpConfig",
     "IdsConfig",
+    "MediaConfig",
     "SipConfig",
     "StorageConfig",
     "detect_host_address",
@@ -161,6 +162,39 @@ class IdsConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class MediaConfig:
+    """``[media]``: live play through the in-process media worker (notes §6)."""
+
+    #: Run the media worker and the play API.
+    enabled: bool = True
+    #: Address the RTP receivers bind to.
+    listen: str = "0.0.0.0"
+    #: Address devices send media to (``c=`` of our offers); default: ``sip.advertised_host``.
+    advertised_host: str = ""
+    #: Receive ports (each live stream takes one).
+    port_first: int = 30000
+    port_last: int = 30999
+    #: How devices send media unless listed in ``device_modes``: UDP, TCP-PASSIVE, TCP-ACTIVE.
+    stream_mode: str = "UDP"
+    #: Per-device stream modes, ``<device id>=<mode>`` separated by commas.
+    device_modes: str = ""
+    #: Seconds without media before a stream is ended (also: none after the 200 OK).
+    no_media_timeout: float = 15.0
+    #: Seconds to wait for the final answer to an INVITE.
+    invite_timeout: float = 15.0
+    #: Seconds between the last consumer leaving and the BYE.
+    idle_delay: float = 10.0
+
+    def mode_of(self, device_id: str) -> str:
+        """The stream mode for ``device_id``."""
+        for item in self.device_modes.split(","):
+            key, _, value = item.partition("=")
+            if key.strip() == device_id and value.strip():
+                return value.strip().upper()
+        return self.stream_mode.upper()
+
+
+@dataclass(frozen=True, slots=True)
 class LogConfig:
     """``[log]``: logging."""
 
@@ -177,6 +211,7 @@ class Config:
     devices: DevicesConfig = field(default_factory=DevicesConfig)
     faults: FaultsConfig = field(default_factory=FaultsConfig)
     ids: IdsConfig = field(default_factory=IdsConfig)
+    media: MediaConfig = field(default_factory=MediaConfig)
     log: LogConfig = field(default_factory=LogConfig)
 
 
@@ -291,6 +326,29 @@ def _validate_sip(sip: SipConfig) -> SipConfig:
     return dataclasses.replace(sip, domain=domain, advertised_host=advertised)
 
 
+_STREAM_MODES = ("UDP", "TCP-PASSIVE", "TCP-ACTIVE")
+
+
+def _validate_media(media: MediaConfig) -> None:
+    _check_port("media.port_first", media.port_first)
+    _check_port("media.port_last", media.port_last)
+    if media.port_first > media.port_last:
+        raise ConfigError("media.port_first", "must not be above media.port_last")
+    if media.stream_mode.upper() not in _STREAM_MODES:
+        raise ConfigError(
+            "media.stream_mode",
+            f"must be UDP, TCP-PASSIVE or TCP-ACTIVE, got {media.stream_mode!r}",
+        )
+    for item in filter(None, (i.strip() for i in media.device_modes.split(","))):
+        key, _, value = item.partition("=")
+        if not key.strip() or value.strip().upper() not in _STREAM_MODES:
+            raise ConfigError("media.device_modes", f"must be <device id>=<mode>, got {item!r}")
+    if media.no_media_timeout <= 0 or media.invite_timeout <= 0 or media.idle_delay < 0:
+        raise ConfigError("media.no_media_timeout", "timeouts must be positive, idle_delay >= 0")
+    if media.advertised_host in ("0.0.0.0", "::", "[::]"):
+        raise ConfigError("media.advertised_host", "must be an address peers can reach")
+
+
 def load_config(path: str | Path | None = None, env: Mapping[str, str] | None = None) -> Config:
     """Load and validate the configuration.
 
@@ -346,6 +404,7 @@ def load_config(path: str | Path | None = None, env: Mapping[str, str] | None = 
         raise ConfigError("faults.webhook_url", f"must be an http(s) URL, got {hook!r}")
     if cfg.faults.webhook_queue < 1 or cfg.faults.webhook_timeout <= 0:
         raise ConfigError("faults.webhook_queue", "queue must be >= 1 and timeout positive")
+    _validate_media(cfg.media)
     if cfg.log.level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         raise ConfigError(
             "log.level", f"must be DEBUG, INFO, WARNING or ERROR, got {cfg.log.level!r}"

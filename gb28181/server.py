@@ -21,11 +21,15 @@ from pathlib import Path
 
 import uvicorn
 
+from media.worker import RelayWorker, WorkerConfig
+
 from . import manscdp
 from .alarms import AlarmService
 from .api import build_app
+from .api_calls import call_routes
 from .api_devices import device_routes
 from .api_ids import id_routes
+from .calls import CallService
 from .catalog_sync import CatalogService
 from .channel_writer import ChannelWriter
 from .config import Config
@@ -121,6 +125,8 @@ class Platform:
         self.positions: PositionService | None = None
         self.webhook: Webhook | None = None
         self.ids: IdRegistry | None = None
+        self.media: RelayWorker | None = None
+        self.calls: CallService | None = None
         self.http: uvicorn.Server | None = None
         self._tasks: list[asyncio.Task[None]] = []
         sip = config.sip
@@ -189,6 +195,7 @@ class Platform:
         )
         await self._start_device_management()
         await self._start_ids()
+        self._start_calls()
         tls = self._tls_context()
         await self.signalling.transport.start(
             cfg.sip.listen, cfg.sip.port, tls_port=cfg.sip.tls_port, tls=tls
@@ -253,6 +260,47 @@ class Platform:
         self._start_subscriptions()
         if cfg.devices.catalog_refresh_interval > 0 or cfg.devices.catalog_poll_interval > 0:
             self._tasks.append(asyncio.create_task(self._catalog_refresher(), name="catalog"))
+
+    def _start_calls(self) -> None:
+        """The media worker (its own thread) and live play, if ``[media] enabled``."""
+        assert self.signalling is not None and self.catalogs is not None
+        assert self.registrar is not None
+        media = self.config.media
+        if not media.enabled:
+            return
+        self.media = RelayWorker(
+            WorkerConfig(
+                host=media.listen,
+                port_first=media.port_first,
+                port_last=media.port_last,
+                timeout=media.no_media_timeout,
+            )
+        )
+        self.media.start()
+        catalogs, registrar = self.catalogs, self.registrar
+
+        def locate(channel_id: str) -> str | None:
+            for device_id, tree in catalogs.trees.items():
+                if channel_id in tree and channel_id != device_id:
+                    return device_id
+            # An IPC registers with its channel's ID, or the device itself is asked for.
+            return channel_id if registrar.get(channel_id) is not None else None
+
+        sip = self.config.sip
+        self.calls = CallService(
+            self.signalling,
+            self.media,
+            locate,
+            server_id=sip.id,
+            domain=sip.domain,
+            media_host=media.advertised_host or sip.advertised_host,
+            stream_mode=media.mode_of,
+            invite_timeout=media.invite_timeout,
+            idle_delay=media.idle_delay,
+            clock=self.clock,
+        )
+        self.signalling.methods["BYE"] = self.calls.on_bye
+        self._tasks.append(asyncio.create_task(self.calls.run(), name="media-events"))
 
     async def _start_ids(self) -> None:
         """Central ID allocation; with ``refuse_unissued`` a guard on every REGISTER."""
@@ -410,6 +458,8 @@ class Platform:
         )
         if self.ids is not None:
             routes.extend(id_routes(self.ids, self.store, clock=self.clock))
+        if self.calls is not None:
+            routes.extend(call_routes(self.calls))
         app = build_app(self.registrar, self.metrics, self.store, self._ready, routes)
         config = uvicorn.Config(
             app,
@@ -454,6 +504,10 @@ class Platform:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks.clear()
+        if self.calls is not None:
+            await self.calls.close()
+        if self.media is not None:
+            self.media.stop()
         if self.catalogs is not None:
             await self.catalogs.stop()
         if self.alarms is not None:

@@ -120,3 +120,34 @@ def test_position_interval_is_bounded() -> None:
     assert load_config(None, env={}).devices.alarm_subscribe
     with pytest.raises(ConfigError, match=r"devices\.position_interval"):
         load_config(None, env={"GB28181_DEVICES_POSITION_INTERVAL": "-1"})
+
+
+def test_media_defaults_and_per_device_stream_modes() -> None:
+    media = load_config(None, env={}).media
+    assert media.enabled and media.stream_mode == "UDP"
+    assert (media.port_first, media.port_last) == (30000, 30999)
+    env = {
+        "GB28181_MEDIA_STREAM_MODE": "tcp-passive",
+        "GB28181_MEDIA_DEVICE_MODES": "34020000001320000001=TCP-ACTIVE, 34020000001320000002=udp",
+    }
+    media = load_config(None, env=env).media
+    assert media.mode_of("34020000001320000001") == "TCP-ACTIVE"
+    assert media.mode_of("34020000001320000002") == "UDP"
+    assert media.mode_of("34020000001320000003") == "TCP-PASSIVE"
+
+
+@pytest.mark.parametrize(
+    ("env", "key"),
+    [
+        ({"GB28181_MEDIA_STREAM_MODE": "SCTP"}, "media.stream_mode"),
+        ({"GB28181_MEDIA_DEVICE_MODES": "3402=RTSP"}, "media.device_modes"),
+        ({"GB28181_MEDIA_PORT_FIRST": "40000", "GB28181_MEDIA_PORT_LAST": "39999"},
+         "media.port_first"),
+        ({"GB28181_MEDIA_INVITE_TIMEOUT": "0"}, "media.no_media_timeout"),
+        ({"GB28181_MEDIA_ADVERTISED_HOST": "0.0.0.0"}, "media.advertised_host"),
+    ],
+)  # fmt: skip
+def test_bad_media_values_name_the_key(env: dict[str, str], key: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        load_config(None, env=env)
+    assert err.value.key == key

@@ -1,0 +1,101 @@
+"""HTTP routes for live play (notes §6).
+
+``POST /api/v1/channels/{id}/play`` with an optional JSON body ``{"output": {"addr", "port",
+"transport"}}`` starts the channel's stream, or joins it when it is already playing, and
+returns the session with the new consumer's id (201). ``DELETE /api/v1/sessions/{id}`` ends
+the session at once (BYE); with ``?consumer=<n>`` only that consumer leaves, and BYE follows
+after the idle delay when it was the last. ``GET /api/v1/sessions`` lists the sessions.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from .api import ApiError
+from .calls import CallError, CallService
+
+__all__ = ["call_routes", "parse_output"]
+
+_MAX_BODY = 4096
+
+
+def parse_output(params: Any) -> tuple[str, int, str] | None:
+    """The ``output`` object of a play request as ``(addr, port, transport)``.
+
+    :raises ApiError: not an object, an address that is not an IP, a bad port or transport.
+    """
+    if params is None:
+        return None
+    if not isinstance(params, dict):
+        raise ApiError(400, "bad_parameter", "output must be an object")
+    addr, port = params.get("addr"), params.get("port")
+    transport = params.get("transport", "udp")
+    try:
+        ipaddress.ip_address(addr if isinstance(addr, str) else "")
+    except ValueError:
+        raise ApiError(400, "bad_parameter", "output.addr must be an IP address") from None
+    if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
+        raise ApiError(400, "bad_parameter", "output.port must be a port number 1-65535")
+    if not isinstance(transport, str) or transport.lower() not in ("udp", "tcp"):
+        raise ApiError(400, "bad_parameter", "output.transport must be udp or tcp")
+    return str(addr), port, transport.lower()
+
+
+def call_routes(calls: CallService) -> list[Route]:
+    """The play and session routes over ``calls``."""
+
+    async def play(request: Request) -> Response:
+        raw = await request.body()
+        if len(raw) > _MAX_BODY:
+            raise ApiError(413, "too_large", "request body too large")
+        try:
+            params = json.loads(raw or b"{}")
+        except ValueError:
+            raise ApiError(400, "bad_json", "the body must be JSON") from None
+        if not isinstance(params, dict):
+            raise ApiError(400, "bad_json", "the body must be a JSON object")
+        output = parse_output(params.get("output"))
+        try:
+            session, consumer = await calls.play(request.path_params["channel_id"], output)
+        except CallError as exc:
+            raise ApiError(exc.status, exc.error, exc.reason) from None
+        body = calls.describe(session)
+        body["consumer"] = consumer.consumer_id
+        return JSONResponse(body, status_code=201)
+
+    async def list_sessions(request: Request) -> Response:
+        items = [calls.describe(s) for s in list(calls.sessions.values())]
+        return JSONResponse({"total": len(items), "items": items})
+
+    async def get_session(request: Request) -> Response:
+        session = calls.sessions.get(request.path_params["session_id"])
+        if session is None:
+            raise ApiError(404, "not_found", "no such session")
+        return JSONResponse(calls.describe(session))
+
+    async def delete_session(request: Request) -> Response:
+        session_id = request.path_params["session_id"]
+        consumer = request.query_params.get("consumer")
+        try:
+            if consumer is None:
+                await calls.stop(session_id)
+            else:
+                if not consumer.isdigit():
+                    raise ApiError(400, "bad_parameter", "consumer must be an integer")
+                calls.leave(session_id, int(consumer))
+        except CallError as exc:
+            raise ApiError(exc.status, exc.error, exc.reason) from None
+        return Response(status_code=204)
+
+    return [
+        Route("/api/v1/channels/{channel_id}/play", play, methods=["POST"]),
+        Route("/api/v1/sessions", list_sessions, methods=["GET"]),
+        Route("/api/v1/sessions/{session_id}", get_session, methods=["GET"]),
+        Route("/api/v1/sessions/{session_id}", delete_session, methods=["DELETE"]),
+    ]

@@ -1,0 +1,481 @@
+"""Live play: INVITE a channel, receive its PS/RTP in the media worker, share it (notes §6).
+
+One :class:`PlaySession` per channel being watched. The first :meth:`CallService.play` of a
+channel allocates a receive port and an SSRC (``y=``, notes §6.3: ``0`` + domain digits 4-8 +
+a per-domain sequence), opens the receiver *before* the INVITE (notes §6.4), sends the INVITE
+(``s=Play``, ``Subject``, SDP offer) to the channel through its device, ACKs the 200, re-keys
+the receiver when the answer's ``y=`` differs (devices that send their own SSRC), and for TCP
+active connects to the address of the answer. Later plays of the same channel join the running
+session as further consumers (one camera stream, many viewers); when the last consumer leaves,
+BYE follows after an idle delay, so a viewer who reloads the page does not re-invite the camera.
+A BYE from the device, or no media for the worker's timeout, ends the session.
+
+The media worker (:class:`media.worker.RelayWorker`) runs its own thread; its commands are short
+and go through :meth:`RelayWorker.call`. Its events are polled by :meth:`CallService.run`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import queue
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from media.relay import StreamStarted, StreamTimedOut
+from media.worker import Mode, RelayWorker, WorkerError
+
+from .signalling import DeviceUnreachable, Signalling, SipRequestTimeout
+from .sip import (
+    Dialog,
+    SdpError,
+    SipError,
+    SipRequest,
+    SipResponse,
+    TransactionKey,
+    build_offer,
+    make_response,
+    make_ssrc,
+    new_tag,
+    parse_sdp,
+    ssrc_to_int,
+)
+
+__all__ = ["STREAM_MODES", "CallError", "CallService", "Consumer", "PlaySession"]
+
+log = logging.getLogger(__name__)
+
+#: Stream modes (notes §6.4) and the worker's receiver mode for each.
+STREAM_MODES = {
+    "UDP": Mode.UDP,
+    "TCP-PASSIVE": Mode.TCP_PASSIVE,
+    "TCP-ACTIVE": Mode.TCP_ACTIVE,
+}
+#: Seconds a BYE may take before we give up on the device's answer.
+BYE_TIMEOUT = 5.0
+#: Seconds between polls of the worker's event queue.
+EVENT_POLL = 0.2
+
+
+class CallError(Exception):
+    """A play could not be done; ``status`` is the HTTP status that says why."""
+
+    def __init__(self, status: int, error: str, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.error = error
+        self.reason = reason
+
+
+@dataclass(slots=True)
+class Consumer:
+    """One viewer of a session, with the output it asked for (if any)."""
+
+    consumer_id: int
+    output: tuple[str, int, str] | None = None
+    output_id: int | None = None
+
+
+@dataclass(eq=False)
+class PlaySession:
+    """One live stream of one channel."""
+
+    session_id: str
+    channel_id: str
+    device_id: str
+    ssrc: str
+    stream_mode: str
+    port: int
+    media_id: int
+    created_at: float
+    state: str = "inviting"
+    dialog: Dialog | None = None
+    answer_ssrc: str | None = None
+    device_media: tuple[str, int] | None = None
+    started_at: float | None = None
+    consumers: dict[int, Consumer] = field(default_factory=dict)
+    ready: asyncio.Future[None] | None = None
+    idle: asyncio.TimerHandle | None = None
+    end_reason: str | None = None
+
+
+class CallService:
+    """Plays channels, shares their streams, and hangs up when nobody watches.
+
+    :param locate: the device that carries a channel (None: unknown channel).
+    :param stream_mode: the stream mode of a device (``UDP``, ``TCP-PASSIVE``, ``TCP-ACTIVE``).
+    :param media_host: the address devices send media to (``c=`` of our offer).
+    """
+
+    def __init__(
+        self,
+        signalling: Signalling,
+        worker: RelayWorker,
+        locate: Callable[[str], str | None],
+        *,
+        server_id: str,
+        domain: str,
+        media_host: str,
+        stream_mode: Callable[[str], str] = lambda device_id: "UDP",
+        invite_timeout: float = 15.0,
+        idle_delay: float = 10.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.signalling = signalling
+        self.worker = worker
+        self.locate = locate
+        self.server_id = server_id
+        self.domain = domain
+        self.media_host = media_host
+        self.stream_mode = stream_mode
+        self.invite_timeout = invite_timeout
+        self.idle_delay = idle_delay
+        self.clock = clock
+        self.sessions: dict[str, PlaySession] = {}
+        self._by_channel: dict[str, PlaySession] = {}
+        self._by_call_id: dict[str, PlaySession] = {}
+        self._by_media: dict[int, PlaySession] = {}
+        self._seq = itertools.count(1)
+        self._consumer_ids = itertools.count(1)
+
+    # -- public API -------------------------------------------------------------------------
+
+    async def play(
+        self, channel_id: str, output: tuple[str, int, str] | None = None
+    ) -> tuple[PlaySession, Consumer]:
+        """Start (or join) the live stream of ``channel_id``; return it and the new consumer.
+
+        :param output: ``(host, port, transport)`` to forward the stream to (``udp``/``tcp``).
+        :raises CallError: unknown channel, device unreachable, refused, no answer in time.
+        """
+        session = self._by_channel.get(channel_id)
+        if session is None:
+            session = self._open(channel_id)
+            session.ready = asyncio.get_running_loop().create_future()
+            try:
+                await self._invite(session)
+            except BaseException as exc:
+                # Joiners waiting on ``ready`` see the session ended (below), not our error.
+                session.ready.set_result(None)
+                await self._end(session, str(exc) or type(exc).__name__, bye=False)
+                raise
+            session.ready.set_result(None)
+        elif session.ready is not None and not session.ready.done():
+            await asyncio.wait([session.ready])
+        if session.state != "playing":
+            raise CallError(409, "ended", f"session of {channel_id} ended: {session.end_reason}")
+        return session, self.join(session, output)
+
+    def join(self, session: PlaySession, output: tuple[str, int, str] | None) -> Consumer:
+        """Add a consumer (and its output) to a playing session; cancels a pending BYE."""
+        consumer = Consumer(next(self._consumer_ids), output)
+        if output is not None:
+            host, port, transport = output
+            try:
+                consumer.output_id = self.worker.call(
+                    lambda: self.worker.add_output(session.media_id, (host, port), transport)
+                )
+            except WorkerError as exc:
+                raise CallError(400, "bad_output", str(exc)) from None
+        if session.idle is not None:
+            session.idle.cancel()
+            session.idle = None
+        session.consumers[consumer.consumer_id] = consumer
+        return consumer
+
+    def leave(self, session_id: str, consumer_id: int) -> None:
+        """Remove one consumer; the last one leaving schedules BYE after the idle delay."""
+        session = self._get(session_id)
+        consumer = session.consumers.pop(consumer_id, None)
+        if consumer is None:
+            raise CallError(404, "not_found", f"session {session_id} has no consumer {consumer_id}")
+        if consumer.output_id is not None:
+            output_id = consumer.output_id
+            with contextlib.suppress(WorkerError):
+                self.worker.call(lambda: self.worker.remove_output(session.media_id, output_id))
+        if not session.consumers and session.idle is None:
+            loop = asyncio.get_running_loop()
+            session.idle = loop.call_later(
+                self.idle_delay,
+                lambda: loop.create_task(self._end(session, "no consumers", bye=True)),
+            )
+
+    async def stop(self, session_id: str, reason: str = "stopped") -> None:
+        """End a session now: BYE to the device, receiver closed, consumers dropped."""
+        await self._end(self._get(session_id), reason, bye=True)
+
+    async def close(self) -> None:
+        """End every session (platform shutdown)."""
+        for session in list(self.sessions.values()):
+            await self._end(session, "shutdown", bye=True)
+
+    def describe(self, session: PlaySession) -> dict[str, Any]:
+        """The public view of a session (the HTTP API's JSON)."""
+        try:
+            stats: dict[str, Any] | None = self.worker.call(
+                lambda: self.worker.stats(session.media_id)
+            )
+        except WorkerError:
+            stats = None
+        return {
+            "id": session.session_id,
+            "channel": session.channel_id,
+            "device": session.device_id,
+            "state": session.state,
+            "ssrc": session.ssrc,
+            "answer_ssrc": session.answer_ssrc,
+            "stream_mode": session.stream_mode,
+            "receive": {"host": self.media_host, "port": session.port},
+            "device_media": list(session.device_media) if session.device_media else None,
+            "outputs": [
+                {
+                    "consumer": c.consumer_id,
+                    "addr": c.output[0],
+                    "port": c.output[1],
+                    "transport": c.output[2],
+                }
+                for c in session.consumers.values()
+                if c.output is not None
+            ],
+            "consumers": len(session.consumers),
+            "stats": stats,
+        }
+
+    # -- SIP: BYE from the device -----------------------------------------------------------
+
+    def on_bye(self, request: SipRequest, source: object, now: float) -> SipResponse:
+        """A BYE from the device ends its session (the Signalling's ``BYE`` handler)."""
+        session = self._by_call_id.get(request.call_id)
+        if session is None:
+            return make_response(request, 481, to_tag=request.to.tag or new_tag())
+        asyncio.get_running_loop().create_task(self._end(session, "BYE from device", bye=False))
+        return make_response(request, 200)
+
+    # -- media events -----------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Poll the worker's events: first packet, no-media timeout (ends the session)."""
+        while True:
+            self.poll_events()
+            await asyncio.sleep(EVENT_POLL)
+
+    def poll_events(self) -> None:
+        """Handle every event the worker has queued."""
+        while True:
+            try:
+                media_id, event = self.worker.events.get_nowait()
+            except queue.Empty:
+                return
+            session = self._by_media.get(media_id)
+            if session is None:
+                continue
+            if isinstance(event, StreamStarted):
+                session.started_at = self.clock()
+                log.info("media started channel=%s ssrc=%d", session.channel_id, event.ssrc)
+            elif isinstance(event, StreamTimedOut):
+                reason = "media stopped" if event.started else "no media"
+                log.warning(
+                    "%s channel=%s session=%s", reason, session.channel_id, session.session_id
+                )
+                asyncio.get_running_loop().create_task(self._end(session, reason, bye=True))
+
+    # -- internals --------------------------------------------------------------------------
+
+    def _get(self, session_id: str) -> PlaySession:
+        session = self.sessions.get(session_id)
+        if session is None:
+            raise CallError(404, "not_found", f"no session {session_id}")
+        return session
+
+    def _next_ssrc(self) -> str:
+        in_use = {s.ssrc for s in self.sessions.values()}
+        for _ in range(10000):
+            ssrc = make_ssrc(self.domain, next(self._seq) % 10000, history=False)
+            if ssrc not in in_use:
+                return ssrc
+        raise CallError(503, "no_ssrc", "all 10000 live SSRCs of the domain are in use")
+
+    def _open(self, channel_id: str) -> PlaySession:
+        device_id = self.locate(channel_id)
+        if device_id is None:
+            raise CallError(404, "not_found", f"channel {channel_id} is not known")
+        mode_name = self.stream_mode(device_id).upper()
+        mode = STREAM_MODES.get(mode_name)
+        if mode is None:
+            raise CallError(500, "bad_config", f"unknown stream mode {mode_name!r}")
+        ssrc = self._next_ssrc()
+        try:
+            opened = self.worker.call(
+                lambda: self.worker.open_receiver(mode, None, ssrc_to_int(ssrc), None)
+            )
+        except (WorkerError, RuntimeError) as exc:
+            raise CallError(503, "no_port", f"no receive port: {exc}") from None
+        session = PlaySession(
+            session_id=f"{channel_id}-{ssrc}",
+            channel_id=channel_id,
+            device_id=device_id,
+            ssrc=ssrc,
+            stream_mode=mode_name,
+            port=int(opened["port"]),
+            media_id=int(opened["session"]),
+            created_at=self.clock(),
+        )
+        self.sessions[session.session_id] = session
+        self._by_channel[channel_id] = session
+        self._by_media[session.media_id] = session
+        return session
+
+    async def _invite(self, session: PlaySession) -> None:
+        sig = self.signalling
+        offer = build_offer(
+            "Play",
+            self.server_id,
+            self.media_host,
+            session.port,
+            session.stream_mode,
+            session.ssrc,
+        )
+        try:
+            request = sig.new_request(
+                "INVITE",
+                session.channel_id,
+                session.device_id,
+                content_type="APPLICATION/SDP",
+                body=offer.serialize(),
+                headers=[
+                    ("Contact", sig.contact()),
+                    ("Subject", f"{session.channel_id}:{session.ssrc},{self.server_id}:0"),
+                ],
+            )
+            self._by_call_id[request.call_id] = session
+            response = await asyncio.wait_for(
+                sig.send_to_device(request, session.device_id), self.invite_timeout
+            )
+        except DeviceUnreachable as exc:
+            raise CallError(503, "device_unreachable", str(exc)) from None
+        except (TimeoutError, SipRequestTimeout):
+            self._cancel(request)
+            raise CallError(
+                504, "invite_timeout", f"no final answer to INVITE in {self.invite_timeout:g} s"
+            ) from None
+        if response.status >= 300:
+            raise CallError(
+                502, "invite_refused", f"device answered {response.status} {response.reason}"
+            )
+        try:
+            session.dialog = Dialog.as_uac(request, response)
+        except SipError as exc:
+            raise CallError(502, "bad_answer", f"200 OK unusable: {exc}") from None
+        self._ack(session)
+        try:
+            self._apply_answer(session, response)
+        except (SdpError, CallError) as exc:
+            await self._bye(session)
+            raise CallError(502, "bad_answer", f"SDP answer unusable: {exc}") from None
+        session.state = "playing"
+        log.info(
+            "playing channel=%s device=%s ssrc=%s port=%d mode=%s",
+            session.channel_id,
+            session.device_id,
+            session.ssrc,
+            session.port,
+            session.stream_mode,
+        )
+
+    def _cancel(self, invite: SipRequest) -> None:
+        """CANCEL an INVITE we gave up on (RFC 3261 §9.1), so that a late 200 does not leave
+        the device streaming to a closed port. The layer holds it until a 1xx has come and
+        drops it if the INVITE has ended."""
+        sig = self.signalling
+        vias = invite.headers.get_all("Via")
+        branch = vias[0].partition(";branch=")[2].partition(";")[0] if vias else ""
+        try:
+            sig.layer.send_cancel(TransactionKey(branch, "", "INVITE", False), self.clock())
+        except SipError as exc:
+            log.debug("INVITE not cancelled: %s", exc)
+            return
+        sig.metrics.message("CANCEL", "out")
+        sig.transport.flush()
+
+    def _ack(self, session: PlaySession) -> None:
+        """ACK the 2xx ourselves (RFC 3261 §13.2.2.4: the transaction ended on the 2xx)."""
+        assert session.dialog is not None
+        ack = session.dialog.create_ack()
+        sig = self.signalling
+        st = sig.registrar.get(session.device_id)
+        if st is None:
+            return
+        conn_id: int | None = None
+        if st.record.transport in ("TCP", "TLS"):
+            conn = sig.transport.connection(st.conn_id)
+            if conn is None:
+                return
+            conn_id = conn.conn_id
+        sig.layer.send_stateless(
+            ack, (st.record.host, st.record.port), reliable=conn_id is not None, conn_id=conn_id
+        )
+        sig.metrics.message("ACK", "out")
+        sig.transport.flush()
+
+    def _apply_answer(self, session: PlaySession, response: SipResponse) -> None:
+        if not response.body:
+            return  # no SDP: assume our offer was taken as is
+        answer = parse_sdp(response.body)
+        if answer.ssrc is not None and answer.ssrc.strip():
+            theirs = answer.ssrc.strip()
+            session.answer_ssrc = theirs
+            value = ssrc_to_int(theirs)
+            if value != ssrc_to_int(session.ssrc):
+                log.info("device answered y=%s for our %s: re-keying", theirs, session.ssrc)
+                self.worker.call(lambda: self.worker.rekey(session.media_id, value))
+        address = answer.connection_address
+        port = answer.media_port
+        if address and port:
+            session.device_media = (address, port)
+        if session.stream_mode == "TCP-ACTIVE":
+            if session.device_media is None:
+                raise CallError(502, "bad_answer", "TCP active answer without c= and m= port")
+            peer = session.device_media
+            self.worker.call(lambda: self.worker.connect(session.media_id, peer))
+
+    async def _bye(self, session: PlaySession) -> None:
+        dialog = session.dialog
+        if dialog is None:
+            return
+        session.dialog = None
+        try:
+            bye = dialog.create_request("BYE")
+            response = await asyncio.wait_for(
+                self.signalling.send_to_device(bye, session.device_id), BYE_TIMEOUT
+            )
+            if response.status >= 300:
+                log.info("BYE answered %d channel=%s", response.status, session.channel_id)
+        except (DeviceUnreachable, SipRequestTimeout, TimeoutError, SipError) as exc:
+            log.info("BYE not answered channel=%s: %s", session.channel_id, exc)
+
+    async def _end(self, session: PlaySession, reason: str, *, bye: bool) -> None:
+        if session.state == "ended":
+            return
+        session.state = "ended"
+        session.end_reason = reason
+        if session.idle is not None:
+            session.idle.cancel()
+            session.idle = None
+        self.sessions.pop(session.session_id, None)
+        if self._by_channel.get(session.channel_id) is session:
+            del self._by_channel[session.channel_id]
+        self._by_media.pop(session.media_id, None)
+        for call_id in [k for k, v in self._by_call_id.items() if v is session]:
+            del self._by_call_id[call_id]
+        with contextlib.suppress(WorkerError):
+            self.worker.call(lambda: self.worker.close(session.media_id))
+        session.consumers.clear()
+        log.info("session ended channel=%s reason=%s", session.channel_id, reason)
+        if bye:
+            await self._bye(session)
+        else:
+            session.dialog = None

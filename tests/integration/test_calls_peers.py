@@ -1,0 +1,357 @@
+"""Live play over real sockets against SIPp playing a camera.
+
+The SIPp camera registers (digest) and waits. Our INVITE arrives on a new Call-ID, so the
+out-of-call scenario (``-oocsf``) takes it: it answers 200 OK with an SDP whose ``y=`` is not
+the one we offered (the device habit the receiver must re-key for), takes the ACK, and later
+answers our BYE. The test plays the camera's part on the media side too, in each stream mode
+(UDP, TCP passive: the camera connects, TCP active: the platform connects to the answer's
+port): it streams the ``ps_rtp_udp.bin`` capture with the answered SSRC, a UDP consumer added
+through the API receives the relayed packets, and FFmpeg (PyAV) decodes every frame. Packets
+with a foreign SSRC sent to the same port are dropped and counted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import socket
+import struct
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import av
+import httpx
+import pytest
+
+from gb28181.server import Platform
+from tests.helpers import sipp_path
+
+from .conftest import DOMAIN, PASSWORD, SERVER_ID, free_port, platform_env, start_platform
+
+pytestmark = pytest.mark.peer
+
+CAMERA = "34020000001320000001"
+ANSWER_SSRC = "0200000099"
+CAPTURE = Path(__file__).resolve().parent.parent / "fixtures" / "ps-rtp" / "ps_rtp_udp.bin"
+FRAMES = 162
+
+_MAIN = """<?xml version="1.0" encoding="ISO-8859-1" ?>
+<scenario name="camera registers">
+  <send retrans="500">
+    <![CDATA[
+
+      REGISTER sip:{server}@{domain} SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];rport;branch=[branch]
+      From: <sip:{cam}@{domain}>;tag=[pid]R[call_number]
+      To: <sip:{cam}@{domain}>
+      Call-ID: [call_id]
+      CSeq: 1 REGISTER
+      Contact: <sip:{cam}@[local_ip]:[local_port]>
+      Max-Forwards: 70
+      Expires: 3600
+      Content-Length: 0
+
+    ]]>
+  </send>
+  <recv response="401" auth="true" />
+  <send retrans="500">
+    <![CDATA[
+
+      REGISTER sip:{server}@{domain} SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];rport;branch=[branch]
+      From: <sip:{cam}@{domain}>;tag=[pid]R[call_number]
+      To: <sip:{cam}@{domain}>
+      Call-ID: [call_id]
+      CSeq: 2 REGISTER
+      Contact: <sip:{cam}@[local_ip]:[local_port]>
+      [authentication]
+      Max-Forwards: 70
+      Expires: 3600
+      Content-Length: 0
+
+    ]]>
+  </send>
+  <recv response="200" />
+  <pause milliseconds="30000" />
+</scenario>
+"""
+
+_OOC = """<?xml version="1.0" encoding="ISO-8859-1" ?>
+<scenario name="camera answers INVITE">
+  <recv request="INVITE" />
+  <send>
+    <![CDATA[
+
+      SIP/2.0 200 OK
+      [last_Via:]
+      [last_From:]
+      [last_To:];tag=[pid]I[call_number]
+      [last_Call-ID:]
+      [last_CSeq:]
+      Contact: <sip:{cam}@[local_ip]:[local_port]>
+      Content-Type: application/sdp
+      Content-Length: [len]
+
+      v=0
+      o={cam} 0 0 IN IP4 127.0.0.1
+      s=Play
+      c=IN IP4 127.0.0.1
+      t=0 0
+      m=video {media_port} {proto} 96
+      a=sendonly{setup}
+      a=rtpmap:96 PS/90000
+      y={ssrc}
+      f=
+
+    ]]>
+  </send>
+  <recv request="ACK" />
+  <recv request="BYE" />
+  <send>
+    <![CDATA[
+
+      SIP/2.0 200 OK
+      [last_Via:]
+      [last_From:]
+      [last_To:]
+      [last_Call-ID:]
+      [last_CSeq:]
+      Content-Length: 0
+
+    ]]>
+  </send>
+</scenario>
+"""
+
+
+def load_capture() -> list[bytes]:
+    data = CAPTURE.read_bytes()
+    packets, pos = [], 0
+    while pos < len(data):
+        (size,) = struct.unpack_from(">I", data, pos)
+        packets.append(data[pos + 4 : pos + 4 + size])
+        pos += 4 + size
+    return packets
+
+
+def with_ssrc(packet: bytes, ssrc: int) -> bytes:
+    return packet[:8] + struct.pack(">I", ssrc) + packet[12:]
+
+
+def decoded_frames(packets: list[bytes]) -> int:
+    """Frames FFmpeg decodes from the PS carried by ``packets`` (ordered by sequence)."""
+    ordered = sorted(packets, key=lambda p: struct.unpack_from(">H", p, 2)[0])
+    ps = b"".join(p[12:] for p in ordered)
+    frames = 0
+    with av.open(io.BytesIO(ps), mode="r", format="mpeg") as container:
+        stream = container.streams.video[0]
+        for packet in container.demux(stream):
+            if packet.size:
+                frames += len(packet.decode())
+    return frames
+
+
+@pytest.fixture(params=["UDP", "TCP-PASSIVE", "TCP-ACTIVE"])
+async def media_platform(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[Platform]:
+    env = platform_env(
+        tmp_path,
+        GB28181_DEVICES_CATALOG_ON_REGISTER="false",
+        GB28181_MEDIA_LISTEN="127.0.0.1",
+        GB28181_MEDIA_IDLE_DELAY="0.2",
+        GB28181_MEDIA_STREAM_MODE=request.param,
+    )
+    p = await start_platform(env)
+    try:
+        yield p
+    finally:
+        await p.stop()
+
+
+class CameraMedia:
+    """The camera's media side: UDP datagrams, or RFC 4571 frames over TCP (notes §6.4).
+
+    TCP passive: the camera connects to our receive port. TCP active: the camera listens on the
+    port of its SDP answer and the platform connects.
+    """
+
+    def __init__(self, mode: str) -> None:
+        self.mode = mode
+        self.listener: socket.socket | None = None
+        self.sock: socket.socket | None = None
+        self.port = 15060
+        if mode == "TCP-ACTIVE":
+            self.listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            self.listener.bind(("127.0.0.1", 0))
+            self.listener.listen(1)
+            self.listener.setblocking(False)
+            self.port = self.listener.getsockname()[1]
+
+    def answer(self) -> dict[str, object]:
+        if self.mode == "UDP":
+            return {"media_port": self.port, "proto": "RTP/AVP", "setup": ""}
+        setup = "active" if self.mode == "TCP-PASSIVE" else "passive"
+        return {
+            "media_port": self.port,
+            "proto": "TCP/RTP/AVP",
+            "setup": f"\n      a=setup:{setup}\n      a=connection:new",
+        }
+
+    async def open(self, rtp_port: int) -> None:
+        if self.mode == "UDP":
+            self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            self.sock.connect(("127.0.0.1", rtp_port))
+        elif self.mode == "TCP-PASSIVE":
+            self.sock = socket.create_connection(("127.0.0.1", rtp_port), timeout=5)
+        else:
+            assert self.listener is not None
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + 10
+            while True:
+                try:
+                    self.sock, _ = self.listener.accept()
+                    break
+                except BlockingIOError:
+                    assert loop.time() < deadline, "the platform did not connect"
+                    await asyncio.sleep(0.01)
+            self.sock.setblocking(True)
+
+    def send(self, packet: bytes) -> None:
+        assert self.sock is not None
+        if self.mode == "UDP":
+            self.sock.send(packet)
+        else:
+            self.sock.sendall(struct.pack(">H", len(packet)) + packet)
+
+    def close(self) -> None:
+        for sock in (self.sock, self.listener):
+            if sock is not None:
+                sock.close()
+
+
+async def wait_registered(platform: Platform, proc: asyncio.subprocess.Process) -> None:
+    assert platform.registrar is not None
+    for _ in range(500):
+        st = platform.registrar.get(CAMERA)
+        if st is not None and st.registered:
+            return
+        assert proc.returncode is None, "SIPp ended before registering"
+        await asyncio.sleep(0.02)
+    raise AssertionError("the camera did not register")
+
+
+async def test_sipp_camera_play_relays_the_capture_to_a_consumer(
+    media_platform: Platform, tmp_path: Path
+) -> None:
+    platform = media_platform
+    mode = platform.config.media.stream_mode
+    camera = CameraMedia(mode)
+    fmt: dict[str, object] = {
+        "server": SERVER_ID,
+        "domain": DOMAIN,
+        "cam": CAMERA,
+        "ssrc": ANSWER_SSRC,
+    }
+    fmt.update(camera.answer())
+    main = tmp_path / "camera.xml"
+    main.write_text(_MAIN.format(**fmt))
+    ooc = tmp_path / "camera_ooc.xml"
+    ooc.write_text(_OOC.format(**fmt))
+    host, port = platform.sip_addr
+    proc = await asyncio.create_subprocess_exec(
+        sipp_path(),
+        "-sf", str(main),
+        "-oocsf", str(ooc),
+        "-t", "u1",
+        "-i", "127.0.0.1",
+        "-p", str(free_port()),
+        "-au", CAMERA,
+        "-ap", PASSWORD,
+        "-m", "1",
+        "-timeout", "40",
+        "-nostdin",
+        "-trace_err",
+        "-trace_msg",
+        "-error_file", str(tmp_path / "sipp_errors.log"),
+        "-message_file", str(tmp_path / "sipp_messages.log"),
+        f"{host}:{port}",
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+        cwd=tmp_path,
+    )  # fmt: skip
+    consumer = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    consumer.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+    consumer.bind(("127.0.0.1", 0))
+    consumer.setblocking(False)
+    try:
+        await wait_registered(platform, proc)
+        async with httpx.AsyncClient(
+            base_url=f"http://127.0.0.1:{platform.http_port}", timeout=20
+        ) as http:
+            output = {"addr": "127.0.0.1", "port": consumer.getsockname()[1], "transport": "udp"}
+            r = await http.post(f"/api/v1/channels/{CAMERA}/play", json={"output": output})
+            assert r.status_code == 201, r.text
+            session = r.json()
+            assert session["channel"] == CAMERA
+            assert session["ssrc"] == f"0{DOMAIN[3:8]}0001"
+            assert session["answer_ssrc"] == ANSWER_SSRC
+            assert session["outputs"][0]["port"] == output["port"]
+            assert session["stream_mode"] == mode
+            await camera.open(session["receive"]["port"])
+
+            # A second viewer joins the running stream: no second INVITE.
+            r2 = await http.post(f"/api/v1/channels/{CAMERA}/play", json={})
+            assert r2.status_code == 201, r2.text
+            assert r2.json()["id"] == session["id"]
+            assert r2.json()["consumers"] == 2
+
+            packets = load_capture()
+            answered = int(ANSWER_SSRC)
+            for n, packet in enumerate(packets):
+                camera.send(with_ssrc(packet, answered))
+                if n % 8 == 7:
+                    await asyncio.sleep(0.002)
+            # A foreign SSRC on the same port, from the same source: dropped, counted.
+            for packet in packets[:5]:
+                camera.send(with_ssrc(packet, 0x0BADF00D))
+
+            received: list[bytes] = []
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + 10
+            while len(received) < len(packets) and loop.time() < deadline:
+                try:
+                    received.append(consumer.recv(65536))
+                except BlockingIOError:
+                    await asyncio.sleep(0.01)
+            assert len(received) == len(packets)
+            assert decoded_frames(received) == FRAMES
+
+            stats: dict[str, object] = {}
+            for _ in range(200):
+                r = await http.get("/api/v1/sessions")
+                assert r.status_code == 200
+                stats = r.json()["items"][0]["stats"]
+                drops = stats["drops"]
+                assert isinstance(drops, dict)
+                if drops.get("ssrc", 0) >= 5:
+                    break
+                await asyncio.sleep(0.02)
+            assert stats["forwarded"] == len(packets)
+            assert isinstance(stats["drops"], dict) and stats["drops"]["ssrc"] == 5
+
+            r = await http.delete(f"/api/v1/sessions/{session['id']}")
+            assert r.status_code == 204
+            r = await http.get("/api/v1/sessions")
+            assert r.json()["total"] == 0
+        # DELETE returned after the BYE was answered; SIPp logged both, and nothing unexpected.
+        messages = (tmp_path / "sipp_messages.log").read_text(errors="replace")
+        assert "BYE sip:" in messages
+        assert "ACK sip:" in messages
+        errors = tmp_path / "sipp_errors.log"
+        log = errors.read_text(errors="replace") if errors.exists() else ""
+        assert "unexpected" not in log.lower(), log[-2000:]
+    finally:
+        consumer.close()
+        camera.close()
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()

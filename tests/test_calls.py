@@ -1,0 +1,236 @@
+"""CallService: INVITE/ACK/BYE, re-keying, sharing, errors (scripted device, real worker).
+
+The device's answers are scripted in place of the network; the media worker is real but its
+loop is not started (commands run directly), so no packet is needed and nothing waits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+
+import pytest
+
+from gb28181.calls import CallError, CallService
+from gb28181.metrics import Metrics
+from gb28181.registrar import Registrar, RegistrarConfig, Source
+from gb28181.signalling import Signalling, SipRequestTimeout
+from gb28181.sip import (
+    DigestVerifier,
+    NonceIssuer,
+    SipRequest,
+    SipResponse,
+    make_response,
+    parse_sdp,
+)
+from gb28181.store import DeviceRecord
+from media.relay import StreamTimedOut
+from media.worker import RelayWorker, WorkerConfig
+
+SERVER = "34020000002000000001"
+DOMAIN = "3402000000"
+DEVICE = "34020000001180000001"
+CHANNEL = "34020000001320000001"
+T0 = 1_700_000_000.0
+
+Answer = Callable[[SipRequest], SipResponse]
+
+
+def answer_sdp(ssrc: str | None = "0200000001", port: int = 15060) -> bytes:
+    lines = [
+        "v=0",
+        f"o={CHANNEL} 0 0 IN IP4 192.0.2.1",
+        "s=Play",
+        "c=IN IP4 192.0.2.1",
+        "t=0 0",
+        f"m=video {port} RTP/AVP 96",
+        "a=sendonly",
+        "a=rtpmap:96 PS/90000",
+    ]
+    if ssrc is not None:
+        lines.append(f"y={ssrc}")
+    return ("\r\n".join(lines) + "\r\n").encode()
+
+
+def ok(request: SipRequest, body: bytes = b"") -> SipResponse:
+    headers = [("Contact", f"<sip:{CHANNEL}@192.0.2.1:5060>")]
+    if body:
+        headers.append(("Content-Type", "application/sdp"))
+    return make_response(request, 200, to_tag="dev1", headers=headers, body=body)
+
+
+class ScriptedSignalling(Signalling):
+    """A Signalling whose requests are answered by ``answer`` instead of the network."""
+
+    def __init__(self, registrar: Registrar) -> None:
+        super().__init__(
+            registrar, Metrics(), server_id=SERVER, max_size=65536, user_agent="t",
+            clock=lambda: T0,
+        )  # fmt: skip
+        self.sent: list[SipRequest] = []
+        self.answer: Answer = lambda r: ok(r, answer_sdp())
+        self.transport.flush = lambda: None  # type: ignore[method-assign]
+
+    async def send_to_device(self, request: SipRequest, device_id: str) -> SipResponse:
+        self.sent.append(request)
+        return self.answer(request)
+
+    def acks(self) -> list[SipRequest]:
+        out = [m.message for m in self.layer.messages_to_send()]
+        return [m for m in out if isinstance(m, SipRequest) and m.method == "ACK"]
+
+
+@pytest.fixture
+async def env() -> AsyncIterator[tuple[CallService, ScriptedSignalling, RelayWorker]]:
+    reg = Registrar(
+        RegistrarConfig(server_id=SERVER, domain=DOMAIN),
+        DigestVerifier(NonceIssuer(b"s" * 32, 300), DOMAIN),
+    )
+    reg.restore(
+        [
+            DeviceRecord(
+                device_id=DEVICE, kind="device", host="192.0.2.1", port=5060, expires=3600,
+                registered_at=T0, online=True,
+            )
+        ],
+        T0 + 1,
+    )  # fmt: skip
+    sig = ScriptedSignalling(reg)
+    worker = RelayWorker(WorkerConfig(host="127.0.0.1", port_first=42100, port_last=42199))
+    calls = CallService(
+        sig, worker, lambda ch: DEVICE if ch in (CHANNEL, DEVICE) else None,
+        server_id=SERVER, domain=DOMAIN, media_host="198.51.100.7", idle_delay=0.0,
+        clock=lambda: T0,
+    )  # fmt: skip
+    try:
+        yield calls, sig, worker
+    finally:
+        worker.stop()
+
+
+async def settle() -> None:
+    for _ in range(5):
+        await asyncio.sleep(0)
+
+
+async def test_play_invites_with_offer_subject_and_acks(
+    env: tuple[CallService, ScriptedSignalling, RelayWorker],
+) -> None:
+    calls, sig, _worker = env
+    session, consumer = await calls.play(CHANNEL, ("127.0.0.1", 9, "udp"))
+    (invite,) = sig.sent
+    assert invite.method == "INVITE"
+    assert invite.uri.startswith(f"sip:{CHANNEL}@192.0.2.1")
+    assert invite.headers.get("Subject") == f"{CHANNEL}:0200000001,{SERVER}:0"
+    offer = parse_sdp(invite.body)
+    assert offer.session_name == "Play"
+    assert offer.ssrc == "0200000001"
+    assert offer.connection_address == "198.51.100.7"
+    assert offer.media_port == session.port
+    (ack,) = sig.acks()
+    assert ack.call_id == invite.call_id and ack.cseq == (invite.cseq[0], "ACK")
+    assert session.state == "playing" and session.device_media == ("192.0.2.1", 15060)
+    view = calls.describe(session)
+    assert view["receive"] == {"host": "198.51.100.7", "port": session.port}
+    assert view["outputs"] == [
+        {"consumer": consumer.consumer_id, "addr": "127.0.0.1", "port": 9, "transport": "udp"}
+    ]
+    assert view["stats"]["ssrc"] == 200000001
+
+
+async def test_answer_with_another_ssrc_rekeys_the_receiver(
+    env: tuple[CallService, ScriptedSignalling, RelayWorker],
+) -> None:
+    calls, sig, worker = env
+    sig.answer = lambda r: ok(r, answer_sdp("1100000042"))
+    session, _ = await calls.play(CHANNEL)
+    assert session.answer_ssrc == "1100000042"
+    assert worker.stats(session.media_id)["ssrc"] == 1100000042
+
+
+async def test_second_play_joins_and_last_leave_sends_bye(
+    env: tuple[CallService, ScriptedSignalling, RelayWorker],
+) -> None:
+    calls, sig, worker = env
+    (first, c1), (second, c2) = await asyncio.gather(calls.play(CHANNEL), calls.play(CHANNEL))
+    assert first is second and len(first.consumers) == 2
+    assert [r.method for r in sig.sent] == ["INVITE"]
+    calls.leave(first.session_id, c1.consumer_id)
+    await settle()
+    assert first.state == "playing"
+    calls.leave(first.session_id, c2.consumer_id)
+    await settle()
+    assert [r.method for r in sig.sent] == ["INVITE", "BYE"]
+    assert sig.sent[1].call_id == sig.sent[0].call_id
+    assert calls.sessions == {} and worker.stats()["sessions"] == {}
+    # A new play after the end invites again, with the next SSRC.
+    session, _ = await calls.play(CHANNEL)
+    assert session.ssrc == "0200000002"
+
+
+async def test_refusal_timeout_and_unknown_channel_have_reasons(
+    env: tuple[CallService, ScriptedSignalling, RelayWorker],
+) -> None:
+    calls, sig, worker = env
+    sig.answer = lambda r: make_response(r, 486, "Busy Here", to_tag="x")
+    with pytest.raises(CallError) as refused:
+        await calls.play(CHANNEL)
+    assert refused.value.status == 502 and "486" in refused.value.reason
+
+    def timeout(r: SipRequest) -> SipResponse:
+        raise SipRequestTimeout("no answer")
+
+    sig.answer = timeout
+    with pytest.raises(CallError) as timed_out:
+        await calls.play(CHANNEL)
+    assert timed_out.value.error == "invite_timeout"
+    with pytest.raises(CallError) as unknown:
+        await calls.play("34020000001329999999")
+    assert unknown.value.status == 404
+    assert calls.sessions == {} and worker.stats()["sessions"] == {}
+    assert not sig.acks()
+
+
+async def test_bye_from_device_and_no_media_end_the_session(
+    env: tuple[CallService, ScriptedSignalling, RelayWorker],
+) -> None:
+    calls, sig, worker = env
+    session, _ = await calls.play(CHANNEL)
+    bye = session.dialog.create_request("BYE") if session.dialog else None
+    assert bye is not None
+    source = Source("UDP", "192.0.2.1", 5060, None)
+    assert calls.on_bye(bye, source, T0).status == 200
+    await settle()
+    assert session.state == "ended" and calls.sessions == {}
+    assert [r.method for r in sig.sent] == ["INVITE"]  # no BYE back
+    assert calls.on_bye(bye, source, T0).status == 481
+
+    session, _ = await calls.play(CHANNEL)
+    worker.events.put((session.media_id, StreamTimedOut(False, None, T0)))
+    calls.poll_events()
+    await settle()
+    assert session.end_reason == "no media"
+    assert [r.method for r in sig.sent] == ["INVITE", "INVITE", "BYE"]
+
+
+async def test_invite_given_up_is_cancelled_once_the_device_sent_a_1xx(
+    env: tuple[CallService, ScriptedSignalling, RelayWorker],
+) -> None:
+    calls, sig, worker = env
+
+    def pending(r: SipRequest) -> SipResponse:
+        sig.layer.send_request(r, ("192.0.2.1", 5060), T0, reliable=False)
+        raise TimeoutError  # what wait_for raises when invite_timeout passes
+
+    sig.answer = pending
+    with pytest.raises(CallError) as err:
+        await calls.play(CHANNEL)
+    assert err.value.status == 504
+    (invite,) = sig.sent
+    assert [m.message.method for m in sig.layer.messages_to_send()] == ["INVITE"]  # type: ignore[union-attr]
+    trying = make_response(invite, 100)
+    sig.layer.receive_message(trying, ("192.0.2.1", 5060), T0 + 1, reliable=False)
+    (cancel,) = [m.message for m in sig.layer.messages_to_send()]
+    assert isinstance(cancel, SipRequest) and cancel.method == "CANCEL"
+    assert cancel.call_id == invite.call_id and cancel.cseq == (invite.cseq[0], "CANCEL")
+    assert worker.stats()["sessions"] == {}
