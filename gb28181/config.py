@@ -195,6 +195,25 @@ class MediaConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class CertsConfig:
+    """``[certs]``: the platform's certificate authority (``gb28181 certs``)."""
+
+    #: Directory holding the CA certificate, key and issued/revoked index.
+    ca_dir: str = "./var/ca"
+
+
+@dataclass(frozen=True, slots=True)
+class AuditConfig:
+    """``[audit]``: the hash-chained audit trail (threat model in authz/audit.py)."""
+
+    #: HMAC-SHA-256 key file (>= 32 bytes, mode 0600, kept out of the database);
+    #: empty = plain SHA-256 chaining.
+    key_file: str = ""
+    #: Seconds between background writes of audit records.
+    flush_interval: float = 1.0
+
+
+@dataclass(frozen=True, slots=True)
 class LogConfig:
     """``[log]``: logging."""
 
@@ -212,6 +231,8 @@ class Config:
     faults: FaultsConfig = field(default_factory=FaultsConfig)
     ids: IdsConfig = field(default_factory=IdsConfig)
     media: MediaConfig = field(default_factory=MediaConfig)
+    certs: CertsConfig = field(default_factory=CertsConfig)
+    audit: AuditConfig = field(default_factory=AuditConfig)
     log: LogConfig = field(default_factory=LogConfig)
 
 
@@ -384,6 +405,8 @@ def load_config(path: str | Path | None = None, env: Mapping[str, str] | None = 
     url = cfg.storage.url
     if not (url.startswith("sqlite:") or url.startswith(("postgresql://", "postgres://"))):
         raise ConfigError("storage.url", f"must be sqlite:///... or postgresql://..., got {url!r}")
+    if cfg.audit.flush_interval <= 0:
+        raise ConfigError("audit.flush_interval", "must be positive")
     if cfg.storage.flush_interval <= 0:
         raise ConfigError("storage.flush_interval", "must be positive")
     dev = cfg.devices

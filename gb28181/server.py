@@ -23,12 +23,13 @@ import uvicorn
 
 from media.worker import RelayWorker, WorkerConfig
 
-from . import manscdp
+from . import __version__, manscdp
 from .alarms import AlarmService
 from .api import build_app
 from .api_calls import call_routes
 from .api_devices import device_routes
 from .api_ids import id_routes
+from .audit import AuditLog, load_key
 from .calls import CallService
 from .catalog_sync import CatalogService
 from .channel_writer import ChannelWriter
@@ -115,6 +116,7 @@ class Platform:
         self.metrics = Metrics()
         self.store: Store | None = None
         self.writer: WriteBehind | None = None
+        self.audit: AuditLog | None = None
         self.signalling: Signalling | None = None
         self.queries: QueryService | None = None
         self.catalogs: CatalogService | None = None
@@ -164,6 +166,21 @@ class Platform:
         cfg = self.config
         self.store = await open_store(cfg.storage.url)
         self.writer = WriteBehind(self.store, interval=cfg.storage.flush_interval)
+        # The audit trail resumes its hash chain before anything is recorded; a
+        # platform that cannot read its audit trail does not start.
+        key = load_key(cfg.audit.key_file) if cfg.audit.key_file else None
+        self.audit = AuditLog(self.store, key=key, interval=cfg.audit.flush_interval)
+        await self.audit.start()
+        self.audit.record_startup(
+            __version__,
+            {
+                "sip.id": cfg.sip.id,
+                "sip.port": cfg.sip.port,
+                "sip.tls_port": cfg.sip.tls_port,
+                "storage": self.store.dialect,
+                "audit.hmac": key is not None,
+            },
+        )
         verifier = DigestVerifier(
             NonceIssuer(_load_secret(cfg.storage.url), NONCE_LIFETIME), cfg.sip.domain
         )
@@ -528,6 +545,8 @@ class Platform:
             await self.channel_writer.stop()
         if self.writer is not None:
             await self.writer.stop()
+        if self.audit is not None:
+            await self.audit.stop()
         if self.store is not None:
             await self.store.close()
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from ._base import (
     AlarmRecord,
+    ApiToken,
     BatchWriter,
     ChannelRecord,
     DeviceRecord,
@@ -35,6 +36,7 @@ from ._url import StoreUrl, parse_store_url, redact_url
 
 __all__ = [
     "AlarmRecord",
+    "ApiToken",
     "BatchWriter",
     "ChannelRecord",
     "DeviceRecord",

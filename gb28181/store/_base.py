@@ -16,8 +16,11 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Protocol, Self
 
+from authz.audit import AuditRecord
+
 __all__ = [
     "AlarmRecord",
+    "ApiToken",
     "BatchWriter",
     "ChannelRecord",
     "DeviceRecord",
@@ -170,6 +173,24 @@ class IssuedId:
     type_code: str
     """The ID's type code (digits 11-13)."""
     issued_at: float
+    note: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ApiToken:
+    """A bearer token of the HTTP API, bound to the certificate it was issued against
+    (migration 0006). The token itself is never stored, only its SHA-256."""
+
+    token_hash: str
+    """Hex SHA-256 of the token (``gb28181.tokens.hash_token``)."""
+    principal_id: str
+    cert_sha256: str
+    """Hex SHA-256 fingerprint of the certificate: the token grants what it grants."""
+    cert_serial: str
+    """Hex serial, to find tokens to revoke with the certificate."""
+    created_at: float
+    expires_at: float | None = None
+    revoked_at: float | None = None
     note: str = ""
 
 
@@ -389,6 +410,42 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def load_issued_ids(self) -> list[str]:
         """Every issued ID (to check registrations against in memory)."""
+
+    # -- audit trail (migration 0005) --------------------------------------------------------
+
+    @abc.abstractmethod
+    async def append_audit(self, records: Sequence[AuditRecord]) -> None:
+        """Append sealed audit records (ascending ``seq``) in one transaction.
+
+        :raises StoreDataError: a ``seq`` is already stored (a second writer forked the
+            chain) or a record cannot be stored; nothing from the batch was written.
+        """
+
+    @abc.abstractmethod
+    async def load_audit(self, *, after_seq: int = 0, limit: int = 1000) -> list[AuditRecord]:
+        """Records with ``seq > after_seq``, ascending, at most ``limit`` (for paging, pass the
+        last ``seq`` of the previous page). Rows are returned as stored, tampered or not."""
+
+    @abc.abstractmethod
+    async def audit_tail(self) -> AuditRecord | None:
+        """The record with the highest ``seq`` (to resume the chain), or ``None``."""
+
+    # -- API tokens (migration 0006) ---------------------------------------------------------
+
+    @abc.abstractmethod
+    async def add_api_token(self, token: ApiToken) -> None:
+        """Store a new token. :raises StoreDataError: the hash is already stored."""
+
+    @abc.abstractmethod
+    async def get_api_token(self, token_hash: str) -> ApiToken | None:
+        """The token with this hash (revoked or expired included), or ``None``."""
+
+    @abc.abstractmethod
+    async def revoke_api_tokens(
+        self, *, at: float, token_hash: str | None = None, cert_serial: str | None = None
+    ) -> int:
+        """Set ``revoked_at`` on the unrevoked tokens with this hash and/or certificate serial
+        (at least one must be given). :returns: tokens revoked."""
 
     async def __aenter__(self) -> Self:
         return self

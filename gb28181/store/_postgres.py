@@ -25,8 +25,20 @@ from asyncpg.exceptions._base import (  # type: ignore[import-untyped]
     DataError as _ArgumentError,
 )
 
+from authz.audit import AuditRecord
+
+from ._audit import (
+    AUDIT_COLUMNS,
+    TOKEN_COLUMNS,
+    audit_from_row,
+    audit_row,
+    token_from_row,
+    token_row,
+    token_where,
+)
 from ._base import (
     AlarmRecord,
+    ApiToken,
     ChannelRecord,
     DeviceRecord,
     FaultRecord,
@@ -622,6 +634,77 @@ class PostgresStore(Store):
         with self._errors(op):
             rows = await pool.fetch("SELECT id FROM issued_ids ORDER BY id")
         return [str(r[0]) for r in rows]
+
+    # -- audit trail -----------------------------------------------------------------------
+
+    async def append_audit(self, records: Sequence[AuditRecord]) -> None:
+        op = "append_audit"
+        rows = [audit_row(r, operation=op, dialect=DIALECT) for r in records]
+        if not rows:
+            return
+        params = ", ".join(f"${i}" for i in range(1, 15))
+        pool = self._require(op)
+        with self._errors(op):
+            async with pool.acquire() as conn, conn.transaction():
+                await conn.executemany(
+                    f"INSERT INTO audit_log ({AUDIT_COLUMNS}) VALUES ({params})", rows
+                )
+
+    async def load_audit(self, *, after_seq: int = 0, limit: int = 1000) -> list[AuditRecord]:
+        op = "load_audit"
+        check_limit(limit, operation=op, dialect=DIALECT)
+        pool = self._require(op)
+        with self._errors(op):
+            rows = await pool.fetch(
+                f"SELECT {AUDIT_COLUMNS} FROM audit_log WHERE seq > $1 ORDER BY seq LIMIT $2",
+                after_seq,
+                limit,
+            )
+        return [audit_from_row(tuple(r)) for r in rows]
+
+    async def audit_tail(self) -> AuditRecord | None:
+        op = "audit_tail"
+        pool = self._require(op)
+        with self._errors(op):
+            row = await pool.fetchrow(
+                f"SELECT {AUDIT_COLUMNS} FROM audit_log ORDER BY seq DESC LIMIT 1"
+            )
+        return None if row is None else audit_from_row(tuple(row))
+
+    # -- API tokens ------------------------------------------------------------------------
+
+    async def add_api_token(self, token: ApiToken) -> None:
+        op = "add_api_token"
+        pool = self._require(op)
+        with self._errors(op):
+            await pool.execute(
+                f"INSERT INTO api_tokens ({TOKEN_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                *token_row(token),
+            )
+
+    async def get_api_token(self, token_hash: str) -> ApiToken | None:
+        op = "get_api_token"
+        pool = self._require(op)
+        with self._errors(op):
+            row = await pool.fetchrow(
+                f"SELECT {TOKEN_COLUMNS} FROM api_tokens WHERE token_hash = $1", token_hash
+            )
+        return None if row is None else token_from_row(tuple(row))
+
+    async def revoke_api_tokens(
+        self, *, at: float, token_hash: str | None = None, cert_serial: str | None = None
+    ) -> int:
+        op = "revoke_api_tokens"
+        where = token_where(token_hash, cert_serial, operation=op, dialect=DIALECT)
+        clause = " AND ".join(f"{column} = ${i}" for i, (column, _) in enumerate(where, start=2))
+        pool = self._require(op)
+        with self._errors(op):
+            status = await pool.execute(
+                f"UPDATE api_tokens SET revoked_at = $1 WHERE {clause} AND revoked_at IS NULL",
+                at,
+                *(value for _, value in where),
+            )
+        return int(str(status).rsplit(" ", 1)[-1])
 
     # -- plumbing --------------------------------------------------------------------------
 

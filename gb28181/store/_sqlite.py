@@ -23,8 +23,20 @@ from typing import Any
 
 import aiosqlite
 
+from authz.audit import AuditRecord
+
+from ._audit import (
+    AUDIT_COLUMNS,
+    TOKEN_COLUMNS,
+    audit_from_row,
+    audit_row,
+    token_from_row,
+    token_row,
+    token_where,
+)
 from ._base import (
     AlarmRecord,
+    ApiToken,
     ChannelRecord,
     DeviceRecord,
     FaultRecord,
@@ -536,6 +548,79 @@ class SqliteStore(Store):
             with self._errors(op):
                 rows = await conn.execute_fetchall("SELECT id FROM issued_ids ORDER BY id")
         return [str(r[0]) for r in rows]
+
+    # -- audit trail -----------------------------------------------------------------------
+
+    async def append_audit(self, records: Sequence[AuditRecord]) -> None:
+        op = "append_audit"
+        await self._insert(
+            op,
+            f"INSERT INTO audit_log ({AUDIT_COLUMNS}) VALUES ({', '.join('?' * 14)})",
+            [audit_row(r, operation=op, dialect=DIALECT) for r in records],
+        )
+
+    async def load_audit(self, *, after_seq: int = 0, limit: int = 1000) -> list[AuditRecord]:
+        op = "load_audit"
+        check_limit(limit, operation=op, dialect=DIALECT)
+        async with self._lock:
+            conn = self._require(op)
+            with self._errors(op):
+                rows = await conn.execute_fetchall(
+                    f"SELECT {AUDIT_COLUMNS} FROM audit_log WHERE seq > ? ORDER BY seq LIMIT ?",
+                    (after_seq, limit),
+                )
+        return [audit_from_row(r) for r in rows]
+
+    async def audit_tail(self) -> AuditRecord | None:
+        op = "audit_tail"
+        async with self._lock:
+            conn = self._require(op)
+            with self._errors(op):
+                rows = list(
+                    await conn.execute_fetchall(
+                        f"SELECT {AUDIT_COLUMNS} FROM audit_log ORDER BY seq DESC LIMIT 1"
+                    )
+                )
+        return audit_from_row(rows[0]) if rows else None
+
+    # -- API tokens ------------------------------------------------------------------------
+
+    async def add_api_token(self, token: ApiToken) -> None:
+        await self._insert(
+            "add_api_token",
+            f"INSERT INTO api_tokens ({TOKEN_COLUMNS}) VALUES ({', '.join('?' * 8)})",
+            [token_row(token)],
+        )
+
+    async def get_api_token(self, token_hash: str) -> ApiToken | None:
+        op = "get_api_token"
+        async with self._lock:
+            conn = self._require(op)
+            with self._errors(op):
+                rows = list(
+                    await conn.execute_fetchall(
+                        f"SELECT {TOKEN_COLUMNS} FROM api_tokens WHERE token_hash = ?",
+                        (token_hash,),
+                    )
+                )
+        return token_from_row(rows[0]) if rows else None
+
+    async def revoke_api_tokens(
+        self, *, at: float, token_hash: str | None = None, cert_serial: str | None = None
+    ) -> int:
+        op = "revoke_api_tokens"
+        where = token_where(token_hash, cert_serial, operation=op, dialect=DIALECT)
+        clause = " AND ".join(f"{column} = ?" for column, _ in where)
+        async with self._lock:
+            conn = self._require(op)
+            async with self._transaction(conn, op):
+                cursor = await conn.execute(
+                    f"UPDATE api_tokens SET revoked_at = ? WHERE {clause} AND revoked_at IS NULL",
+                    (at, *(value for _, value in where)),
+                )
+                revoked = cursor.rowcount
+                await cursor.close()
+        return int(revoked)
 
     # -- plumbing --------------------------------------------------------------------------
 

@@ -241,3 +241,18 @@ def test_serve_command_starts_on_embedded_defaults_and_stops_cleanly(tmp_path: P
         proc.send_signal(signal.SIGTERM)
         out, _ = proc.communicate(timeout=30)
     assert proc.returncode == 0, out.decode(errors="replace")[-2000:]
+
+
+async def test_start_up_is_recorded_in_the_audit_trail(tmp_path: Path) -> None:
+    platform = await start_platform(platform_env(tmp_path))
+    await platform.stop()  # flushes the audit writer
+    again = await start_platform(platform_env(tmp_path))
+    try:
+        assert again.store is not None and again.audit is not None
+        await again.audit.flush()
+        records = await again.store.load_audit()
+        assert [r.action for r in records] == ["system.start", "system.start"]
+        assert records[1].prev_hash == records[0].hash  # one chain across restarts
+        assert records[0].extra["sip.id"] == SERVER_ID
+    finally:
+        await again.stop()
