@@ -401,6 +401,16 @@ class CallService:
         sig.metrics.message("CANCEL", "out")
         sig.transport.flush()
 
+    def on_stray_response(self, response: SipResponse) -> None:
+        """ACK again a 2xx the camera retransmitted because our ACK was lost."""
+        if not 200 <= response.status < 300 or response.cseq[1] != "INVITE":
+            return
+        call_id = response.call_id
+        for session in self.sessions.values():
+            if session.dialog is not None and session.dialog.id.call_id == call_id:
+                self._ack(session)
+                return
+
     def _ack(self, session: PlaySession) -> None:
         """ACK the 2xx ourselves (RFC 3261 §13.2.2.4: the transaction ended on the 2xx)."""
         assert session.dialog is not None

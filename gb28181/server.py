@@ -317,6 +317,7 @@ class Platform:
             clock=self.clock,
         )
         self.signalling.methods["BYE"] = self.calls.on_bye
+        self.signalling.on_stray_response.append(self.calls.on_stray_response)
         self._tasks.append(asyncio.create_task(self.calls.run(), name="media-events"))
 
     async def _start_ids(self) -> None:

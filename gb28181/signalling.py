@@ -34,6 +34,7 @@ from .sip import (
     SipParseError,
     SipRequest,
     SipResponse,
+    StrayResponseReceived,
     TransactionConfig,
     TransactionLayer,
     TransactionTimedOut,
@@ -129,6 +130,8 @@ class Signalling:
         self.on_notify: list[NotifyCallback] = []
         #: Consulted before the registrar sees a REGISTER; a response refuses it (ID policy).
         self.register_guards: list[RegisterGuard] = []
+        #: Told of responses that match no transaction (retransmitted 2xx to an INVITE).
+        self.on_stray_response: list[Callable[[SipResponse], None]] = []
 
     # -- event loop of the transaction layer -------------------------------
     def _drain(self) -> None:
@@ -142,6 +145,11 @@ class Signalling:
                 fut = self._pending.pop(event.key, None)
                 if fut is not None and not fut.done():
                     fut.set_exception(SipRequestTimeout(f"no response to {event.request!r}"))
+            elif isinstance(event, StrayResponseReceived):
+                # A 2xx retransmitted after its INVITE transaction ended (our
+                # ACK was lost, RFC 3261 §13.2.2.4): the dialog's owner re-ACKs.
+                for listener in self.on_stray_response:
+                    listener(event.response)
             elif isinstance(event, AckReceived):
                 pass  # dialogs (calls) will take these
 

@@ -234,3 +234,22 @@ async def test_invite_given_up_is_cancelled_once_the_device_sent_a_1xx(
     assert isinstance(cancel, SipRequest) and cancel.method == "CANCEL"
     assert cancel.call_id == invite.call_id and cancel.cseq == (invite.cseq[0], "CANCEL")
     assert worker.stats()["sessions"] == {}
+
+
+async def test_retransmitted_200_is_acked_again(
+    env: tuple[CallService, ScriptedSignalling, RelayWorker],
+) -> None:
+    calls, sig, _worker = env
+    await calls.play(CHANNEL)
+    (invite,) = sig.sent
+    assert len(sig.acks()) == 1
+    # The camera did not get our ACK and sends its 200 again (RFC 3261 §13.3.1.4).
+    calls.on_stray_response(ok(invite, answer_sdp()))
+    (again,) = sig.acks()
+    assert again.call_id == invite.call_id and again.cseq == (invite.cseq[0], "ACK")
+    # Another call's 200, and a final response to something else, are not ours to ACK.
+    other = ok(invite, answer_sdp())
+    other.headers.set("Call-ID", "someone-else")
+    other.invalidate()
+    calls.on_stray_response(other)
+    assert sig.acks() == []
