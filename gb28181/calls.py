@@ -57,6 +57,9 @@ STREAM_MODES = {
 }
 #: Seconds a BYE may take before we give up on the device's answer.
 BYE_TIMEOUT = 5.0
+#: Seconds an INVITE we gave up on is remembered, so that a late 200 is ACKed and BYEd
+#: (64*T1 covers its transaction's whole life).
+ABANDONED_KEEP = 64.0
 #: Seconds between polls of the worker's event queue.
 EVENT_POLL = 0.2
 
@@ -139,6 +142,9 @@ class CallService:
         self._by_channel: dict[str, PlaySession] = {}
         self._by_call_id: dict[str, PlaySession] = {}
         self._by_media: dict[int, PlaySession] = {}
+        # INVITEs we gave up on (call-id -> request, device, when): a 200 that
+        # still arrives is ACKed and then BYEd (RFC 3261 §15, notes §6.2).
+        self._abandoned: dict[str, tuple[SipRequest, str, float]] = {}
         self._seq = itertools.count(1)
         self._consumer_ids = itertools.count(1)
 
@@ -359,6 +365,7 @@ class CallService:
             raise CallError(503, "device_unreachable", str(exc)) from None
         except (TimeoutError, SipRequestTimeout):
             self._cancel(request)
+            self._abandon(request, session.device_id)
             raise CallError(
                 504, "invite_timeout", f"no final answer to INVITE in {self.invite_timeout:g} s"
             ) from None
@@ -370,7 +377,7 @@ class CallService:
             session.dialog = Dialog.as_uac(request, response)
         except SipError as exc:
             raise CallError(502, "bad_answer", f"200 OK unusable: {exc}") from None
-        self._ack(session)
+        self._ack(session.dialog, session.device_id)
         try:
             self._apply_answer(session, response)
         except (SdpError, CallError) as exc:
@@ -402,21 +409,44 @@ class CallService:
         sig.transport.flush()
 
     def on_stray_response(self, response: SipResponse) -> None:
-        """ACK again a 2xx the camera retransmitted because our ACK was lost."""
+        """A 2xx to an INVITE that nobody waits for any more.
+
+        Either the camera retransmitted its 200 because our ACK was lost (ACK
+        again), or it answered an INVITE we had already given up on (ACK, then
+        BYE, so that it does not stream to a closed port).
+        """
         if not 200 <= response.status < 300 or response.cseq[1] != "INVITE":
             return
         call_id = response.call_id
         for session in self.sessions.values():
             if session.dialog is not None and session.dialog.id.call_id == call_id:
-                self._ack(session)
+                self._ack(session.dialog, session.device_id)
                 return
+        entry = self._abandoned.pop(call_id, None)
+        if entry is None:
+            return
+        invite, device_id, _ = entry
+        try:
+            dialog = Dialog.as_uac(invite, response)
+        except SipError as exc:
+            log.info("late 200 to an abandoned INVITE unusable call-id=%s: %s", call_id, exc)
+            return
+        log.info("late 200 to an abandoned INVITE: ACK and BYE call-id=%s", call_id)
+        self._ack(dialog, device_id)
+        asyncio.get_running_loop().create_task(self._bye_dialog(dialog, device_id, call_id))
 
-    def _ack(self, session: PlaySession) -> None:
+    def _abandon(self, invite: SipRequest, device_id: str) -> None:
+        now = self.clock()
+        for call_id, (_, _, at) in list(self._abandoned.items()):
+            if now - at > ABANDONED_KEEP:
+                del self._abandoned[call_id]
+        self._abandoned[invite.call_id] = (invite, device_id, now)
+
+    def _ack(self, dialog: Dialog, device_id: str) -> None:
         """ACK the 2xx ourselves (RFC 3261 §13.2.2.4: the transaction ended on the 2xx)."""
-        assert session.dialog is not None
-        ack = session.dialog.create_ack()
+        ack = dialog.create_ack()
         sig = self.signalling
-        st = sig.registrar.get(session.device_id)
+        st = sig.registrar.get(device_id)
         if st is None:
             return
         conn_id: int | None = None
@@ -457,15 +487,18 @@ class CallService:
         if dialog is None:
             return
         session.dialog = None
+        await self._bye_dialog(dialog, session.device_id, session.channel_id)
+
+    async def _bye_dialog(self, dialog: Dialog, device_id: str, what: str) -> None:
         try:
             bye = dialog.create_request("BYE")
             response = await asyncio.wait_for(
-                self.signalling.send_to_device(bye, session.device_id), BYE_TIMEOUT
+                self.signalling.send_to_device(bye, device_id), BYE_TIMEOUT
             )
             if response.status >= 300:
-                log.info("BYE answered %d channel=%s", response.status, session.channel_id)
+                log.info("BYE answered %d for %s", response.status, what)
         except (DeviceUnreachable, SipRequestTimeout, TimeoutError, SipError) as exc:
-            log.info("BYE not answered channel=%s: %s", session.channel_id, exc)
+            log.info("BYE not answered for %s: %s", what, exc)
 
     async def _end(self, session: PlaySession, reason: str, *, bye: bool) -> None:
         if session.state == "ended":

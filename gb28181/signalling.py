@@ -190,6 +190,11 @@ class Signalling:
         fut = self._pending.pop(event.key, None)
         if fut is not None and not fut.done():
             fut.set_result(event.response)
+        elif event.key.method == "INVITE" and event.response.status < 300:
+            # Nobody waits any more (the caller gave up): the dialog's owner
+            # must still ACK (and end) what the device started.
+            for listener in self.on_stray_response:
+                listener(event.response)
 
     def _parse_error(self, transport: str) -> None:
         self.metrics.sip_parse_errors.labels(transport).inc()

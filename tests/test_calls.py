@@ -253,3 +253,27 @@ async def test_retransmitted_200_is_acked_again(
     other.invalidate()
     calls.on_stray_response(other)
     assert sig.acks() == []
+
+
+async def test_late_200_to_an_abandoned_invite_is_acked_and_byed(
+    env: tuple[CallService, ScriptedSignalling, RelayWorker],
+) -> None:
+    calls, sig, _worker = env
+
+    def no_answer(r: SipRequest) -> SipResponse:
+        raise TimeoutError  # invite_timeout passed
+
+    sig.answer = no_answer
+    with pytest.raises(CallError):
+        await calls.play(CHANNEL)
+    (invite,) = sig.sent
+    sig.answer = lambda r: make_response(r, 200, to_tag="dev1")
+    calls.on_stray_response(ok(invite, answer_sdp()))  # the camera answers after all
+    (ack,) = sig.acks()
+    assert ack.call_id == invite.call_id and ack.cseq == (invite.cseq[0], "ACK")
+    await settle()
+    bye = sig.sent[-1]
+    assert bye.method == "BYE" and bye.call_id == invite.call_id
+    # Only once: a second copy of the 200 finds nothing left to end.
+    calls.on_stray_response(ok(invite, answer_sdp()))
+    assert sig.acks() == [] and sig.sent[-1] is bye
