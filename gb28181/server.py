@@ -43,7 +43,7 @@ from .queries import QueryService
 from .registrar import Registrar, RegistrarConfig
 from .signalling import Signalling
 from .sip import DigestVerifier, NonceIssuer
-from .store import DeviceRecord, StatusEvent, Store, WriteBehind, open_store
+from .store import DeviceRecord, StatusEvent, Store, WriteBehind, open_store, parse_store_url
 from .subscriptions import SubscriptionService
 from .webhook import Webhook
 
@@ -91,11 +91,12 @@ def _load_secret(store_url: str) -> bytes:
     env = os.environ.get("GB28181_SECRET")
     if env:
         return hashlib.sha256(env.encode()).digest()
-    path = Path("var") / "secret"
-    if (
-        store_url.startswith("sqlite:///") and not store_url.startswith("sqlite:////")
-    ) or store_url.startswith("sqlite:////"):
-        path = Path(store_url[len("sqlite:///") :]).parent / "secret"
+    # Next to the SQLite file; ./var for PostgreSQL or an in-memory database.
+    url = parse_store_url(store_url)
+    if url.dialect == "sqlite" and url.target != ":memory:":
+        path = Path(url.target).parent / "secret"
+    else:
+        path = Path("var") / "secret"
     try:
         return path.read_bytes()
     except FileNotFoundError:
