@@ -143,8 +143,61 @@ def _int_or_none(value: str | None) -> int | None:
     return int(value) if value.isascii() and value.isdigit() else None
 
 
+class _AttributeAccessors:
+    """The GB/T 28181 attributes read through ``get_attribute``.
+
+    Shared by a media section and the whole description (whose
+    ``get_attribute`` falls back from session to media level).
+    """
+
+    __slots__ = ()
+
+    def get_attribute(self, name: str) -> str | None:
+        raise NotImplementedError
+
+    @property
+    def setup(self) -> str | None:
+        """``a=setup`` lower-cased (``active``/``passive``/``actpass``), RFC 4145."""
+        value = self.get_attribute("setup")
+        return value.strip().lower() if value else None
+
+    @property
+    def connection_mode(self) -> str | None:
+        """``a=connection`` (``new`` or ``existing``), RFC 4145."""
+        value = self.get_attribute("connection")
+        return value.strip().lower() if value else None
+
+    @property
+    def download_speed(self) -> int | None:
+        """``a=downloadspeed`` (Download only, notes §6.9)."""
+        return _int_or_none(self.get_attribute("downloadspeed"))
+
+    @property
+    def file_size(self) -> int | None:
+        """``a=filesize`` in bytes, sent in Download answers."""
+        return _int_or_none(self.get_attribute("filesize"))
+
+    @property
+    def stream_number(self) -> int | None:
+        """Sub-stream selection from any of the vendor styles (notes §6.6).
+
+        ``a=streamnumber`` (GB/T 28181-2022), ``a=stream`` (Hikvision),
+        ``a=streamprofile`` (Dahua), first one present wins.
+        """
+        for name in ("streamnumber", "stream", "streamprofile"):
+            number = _int_or_none(self.get_attribute(name))
+            if number is not None:
+                return number
+        return None
+
+    @property
+    def stream_mode(self) -> str | None:
+        """``a=streamMode`` (``MAIN``/``SUB``, Mercury/TP-LINK style)."""
+        return self.get_attribute("streamMode")
+
+
 @dataclass(frozen=True, slots=True)
-class MediaDescription:
+class MediaDescription(_AttributeAccessors):
     """One ``m=`` section with the ``c=`` and ``a=`` lines that follow it.
 
     ``attributes`` keeps every ``a=`` line in order as ``(name, value)``;
@@ -212,46 +265,6 @@ class MediaDescription:
         """``sendonly``, ``recvonly``, ``sendrecv``, ``inactive`` or ``None``."""
         return _direction(self.attributes)
 
-    @property
-    def setup(self) -> str | None:
-        """``a=setup`` lower-cased (``active``/``passive``/``actpass``), RFC 4145."""
-        value = self.get_attribute("setup")
-        return value.strip().lower() if value else None
-
-    @property
-    def connection_mode(self) -> str | None:
-        """``a=connection`` (``new`` or ``existing``), RFC 4145."""
-        value = self.get_attribute("connection")
-        return value.strip().lower() if value else None
-
-    @property
-    def download_speed(self) -> int | None:
-        """``a=downloadspeed`` (Download only, notes §6.9)."""
-        return _int_or_none(self.get_attribute("downloadspeed"))
-
-    @property
-    def file_size(self) -> int | None:
-        """``a=filesize`` in bytes, sent in Download answers."""
-        return _int_or_none(self.get_attribute("filesize"))
-
-    @property
-    def stream_number(self) -> int | None:
-        """Sub-stream selection from any of the vendor styles (notes §6.6).
-
-        ``a=streamnumber`` (GB/T 28181-2022), ``a=stream`` (Hikvision),
-        ``a=streamprofile`` (Dahua), first one present wins.
-        """
-        for name in ("streamnumber", "stream", "streamprofile"):
-            number = _int_or_none(self.get_attribute(name))
-            if number is not None:
-                return number
-        return None
-
-    @property
-    def stream_mode(self) -> str | None:
-        """``a=streamMode`` (``MAIN``/``SUB``, Mercury/TP-LINK style)."""
-        return self.get_attribute("streamMode")
-
 
 # Which letters belong where (RFC 4566 §5).  'y' and 'f' are GB28181's own.
 _SESSION_ONLY = frozenset("vosutrzepyf")
@@ -259,7 +272,7 @@ _SINGLE_SESSION = frozenset("vosiucyf")  # at most once per session section
 
 
 @dataclass(frozen=True, slots=True)
-class SessionDescription:
+class SessionDescription(_AttributeAccessors):
     """A parsed or built SDP body (see module docstring for the tolerances).
 
     ``start``/``stop`` are the ``t=`` line (``0 0`` when absent, which means
@@ -325,36 +338,6 @@ class SessionDescription:
         primary = self.primary
         found = primary.direction if primary is not None else None
         return found if found is not None else _direction(self.attributes)
-
-    @property
-    def setup(self) -> str | None:
-        value = self.get_attribute("setup")
-        return value.strip().lower() if value else None
-
-    @property
-    def connection_mode(self) -> str | None:
-        value = self.get_attribute("connection")
-        return value.strip().lower() if value else None
-
-    @property
-    def download_speed(self) -> int | None:
-        return _int_or_none(self.get_attribute("downloadspeed"))
-
-    @property
-    def file_size(self) -> int | None:
-        return _int_or_none(self.get_attribute("filesize"))
-
-    @property
-    def stream_number(self) -> int | None:
-        for name in ("streamnumber", "stream", "streamprofile"):
-            number = _int_or_none(self.get_attribute(name))
-            if number is not None:
-                return number
-        return None
-
-    @property
-    def stream_mode(self) -> str | None:
-        return self.get_attribute("streamMode")
 
     @property
     def ssrc_int(self) -> int | None:
