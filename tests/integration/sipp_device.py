@@ -15,9 +15,9 @@ from pathlib import Path
 from gb28181.server import Platform
 from tests.helpers import sipp_path
 
-from .conftest import PASSWORD, free_port
+from .conftest import DOMAIN, PASSWORD, SERVER_ID, free_port
 
-__all__ = ["sipp_errors", "start_sipp_device", "wait_until"]
+__all__ = ["send_manscdp", "sipp_errors", "start_sipp_device", "wait_until"]
 
 
 async def start_sipp_device(
@@ -71,3 +71,29 @@ async def wait_until(
             return True
         await asyncio.sleep(interval)
     return False
+
+
+def send_manscdp(device_id: str, body: str, *, tag: str = "C1") -> str:
+    """A scenario ``<send>`` of a MANSCDP MESSAGE from ``device_id`` to the platform.
+
+    Each one is its own transaction (new branch); ``[len]`` lets SIPp count
+    the body in bytes of the file's encoding.
+    """
+    return f"""
+  <send retrans="500">
+    <![CDATA[
+
+      MESSAGE sip:{SERVER_ID}@{DOMAIN} SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];rport;branch=[branch]
+      From: <sip:{device_id}@{DOMAIN}>;tag=[pid]{tag}
+      To: <sip:{SERVER_ID}@{DOMAIN}>
+      Call-ID: [call_id]
+      CSeq: 1 MESSAGE
+      Max-Forwards: 70
+      Content-Type: Application/MANSCDP+xml
+      Content-Length: [len]
+
+      {body}
+    ]]>
+  </send>
+"""

@@ -13,8 +13,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from .conftest import DOMAIN, SERVER_ID, platform_env, start_platform
-from .sipp_device import sipp_errors, start_sipp_device
+from .conftest import platform_env, start_platform
+from .sipp_device import send_manscdp, sipp_errors, start_sipp_device
 from .test_catalog_peers import NVR, main_scenario
 
 pytestmark = pytest.mark.peer
@@ -28,7 +28,8 @@ def ooc_scenario() -> str:
         "<Model>DS-7816N</Model>\n<Firmware>V4.1.20</Firmware>\n<Channel>16</Channel>\n"
         "</Response>"
     )
-    return f"""<?xml version="1.0" encoding="ISO-8859-1" ?>
+    return (
+        """<?xml version="1.0" encoding="ISO-8859-1" ?>
 <scenario name="NVR answers DeviceInfo">
   <recv request="MESSAGE">
     <action>
@@ -50,25 +51,13 @@ def ooc_scenario() -> str:
 
     ]]>
   </send>
-  <send retrans="500">
-    <![CDATA[
-
-      MESSAGE sip:{SERVER_ID}@{DOMAIN} SIP/2.0
-      Via: SIP/2.0/[transport] [local_ip]:[local_port];rport;branch=[branch]
-      From: <sip:{NVR}@{DOMAIN}>;tag=[pid]D1
-      To: <sip:{SERVER_ID}@{DOMAIN}>
-      Call-ID: [call_id]
-      CSeq: 1 MESSAGE
-      Max-Forwards: 70
-      Content-Type: Application/MANSCDP+xml
-      Content-Length: [len]
-
-      {body}
-    ]]>
-  </send>
+"""
+        + send_manscdp(NVR, body, tag="D1")
+        + """
   <recv response="200" />
 </scenario>
 """
+    )
 
 
 async def test_sipp_nvr_answers_device_info_through_the_api(tmp_path: Path) -> None:

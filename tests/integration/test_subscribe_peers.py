@@ -21,7 +21,7 @@ from gb28181.server import Platform
 from gb28181.subscriptions import SubscriptionState
 
 from .conftest import DOMAIN, SERVER_ID, platform_env, start_platform
-from .sipp_device import sipp_errors, start_sipp_device, wait_until
+from .sipp_device import send_manscdp, sipp_errors, start_sipp_device, wait_until
 from .test_catalog_peers import NVR, main_scenario
 
 pytestmark = pytest.mark.peer
@@ -132,23 +132,10 @@ def ooc_scenario(accept: bool) -> str:
         ' assign_to="all,sn" />\n'
         '      <log message="Catalog query [$all]" />\n    </action>\n  </recv>\n'
         + _OK.format(status="200 OK", tag=tag, **fmt)
-        + f"""
-  <send retrans="500">
-    <![CDATA[
-
-      MESSAGE sip:{SERVER_ID}@{DOMAIN} SIP/2.0
-      Via: SIP/2.0/[transport] [local_ip]:[local_port];rport;branch=[branch]
-      From: <sip:{NVR}@{DOMAIN}>;tag=[pid]C1
-      To: <sip:{SERVER_ID}@{DOMAIN}>
-      Call-ID: [call_id]
-      CSeq: 1 MESSAGE
-      Max-Forwards: 70
-      Content-Type: Application/MANSCDP+xml
-      Content-Length: [len]
-
-      {_catalog_body()}
-    ]]>
-  </send>
+        + """
+"""
+        + send_manscdp(NVR, _catalog_body())
+        + """
   <recv response="200" next="end" />
   <label id="sub" />
 """
