@@ -38,6 +38,8 @@ from typing import Any, Protocol
 
 from authz.audit import GENESIS, AuditChain, AuditRecord
 
+from .flusher import PeriodicFlusher
+
 __all__ = [
     "MIN_KEY_BYTES",
     "SYSTEM_PRINCIPAL",
@@ -125,9 +127,12 @@ class AuditLog:
         self._chain: AuditChain | None = None
         self._pending: list[AuditRecord] = []
         self._flush_lock = asyncio.Lock()
-        self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
-        self._stopping = False
+        self._flusher = PeriodicFlusher(
+            self.flush,
+            interval,
+            name="gb28181-audit-writer",
+            more=lambda: len(self._pending) >= self._max_batch,
+        )
         self._unsure = False  # a write failed: the store may hold part of what we think pending
 
         self.recorded = 0
@@ -156,7 +161,7 @@ class AuditLog:
 
     @property
     def running(self) -> bool:
-        return self._task is not None and not self._task.done()
+        return self._flusher.running
 
     async def resume(self) -> None:
         """Continue the chain from the store's newest record. Idempotent.
@@ -175,24 +180,14 @@ class AuditLog:
     async def start(self) -> None:
         """:meth:`resume`, then start the background writer on the running loop."""
         await self.resume()
-        if self.running:
-            return
-        self._stopping = False
-        self._task = asyncio.get_running_loop().create_task(
-            self._run(), name="gb28181-audit-writer"
-        )
+        self._flusher.start()
 
     async def stop(self) -> None:
         """Stop the background writer, then write what is pending.
 
         :raises StoreError: the final write failed; the records stay pending.
         """
-        task, self._task = self._task, None
-        if task is not None:
-            self._stopping = True
-            self._wake.set()
-            await task
-        await self.flush()
+        await self._flusher.stop()
 
     # -- producing -------------------------------------------------------------------------
 
@@ -235,7 +230,7 @@ class AuditLog:
         self._pending.append(sealed)
         self.recorded += 1
         if len(self._pending) >= self._max_batch and not self._unsure:
-            self._wake.set()
+            self._flusher.wake()
         return sealed
 
     def record_startup(self, version: str, settings: Mapping[str, Any]) -> AuditRecord:
@@ -301,21 +296,3 @@ class AuditLog:
                 self.written += len(stored)
                 log.info("audit: %d records were stored by the failed write", len(stored))
                 return
-
-    async def _run(self) -> None:
-        while True:
-            try:
-                async with asyncio.timeout(self._interval):
-                    await self._wake.wait()
-            except TimeoutError:
-                pass
-            self._wake.clear()
-            if self._stopping:
-                return
-            try:
-                await self.flush()
-            except Exception:
-                # Counted and logged by flush(); this task must not die, or the trail stops.
-                continue
-            if len(self._pending) >= self._max_batch:
-                self._wake.set()

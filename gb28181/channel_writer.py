@@ -18,6 +18,7 @@ import logging
 from collections.abc import Iterable, Sequence
 from typing import Protocol
 
+from .flusher import PeriodicFlusher
 from .store import ChannelRecord
 
 __all__ = ["ChannelStore", "ChannelWriter"]
@@ -56,7 +57,7 @@ class ChannelWriter:
         self._chunk = chunk
         self._pending: dict[str, _Pending] = {}
         self._lock = asyncio.Lock()
-        self._task: asyncio.Task[None] | None = None
+        self._flusher = PeriodicFlusher(self._flush_logged, interval, name="gb28181-channel-writer")
         self.rows_written = 0
         self.rows_deleted = 0
         self.failures = 0
@@ -116,29 +117,18 @@ class ChannelWriter:
                 for channel_id, row in bucket.items():
                     newer.setdefault(channel_id, row)
 
+    async def _flush_logged(self) -> None:
+        try:
+            await self.flush()
+        except Exception as exc:
+            self.failures += 1
+            log.warning("channel write failed (%d pending, retrying): %s", self.pending, exc)
+            raise
+
     def start(self) -> None:
         """Start the background flush task. Idempotent."""
-        if self._task is None:
-            self._task = asyncio.get_running_loop().create_task(
-                self._run(), name="gb28181-channel-writer"
-            )
+        self._flusher.start()
 
     async def stop(self) -> None:
         """Stop the background task and write what is left."""
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            try:
-                await task
-            except asyncio.CancelledError:
-                pass
-        await self.flush()
-
-    async def _run(self) -> None:
-        while True:
-            await asyncio.sleep(self._interval)
-            try:
-                await self.flush()
-            except Exception as exc:
-                self.failures += 1
-                log.warning("channel write failed (%d pending, retrying): %s", self.pending, exc)
+        await self._flusher.stop()

@@ -10,13 +10,13 @@ in the background) and, when configured, a webhook POST (:mod:`gb28181.webhook`)
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections import deque
 from collections.abc import Iterable
 from typing import Protocol
 
 from .catalog import CatalogChange, ChannelStatus
+from .flusher import PeriodicFlusher
 from .store import FaultRecord, StatusEvent
 
 __all__ = ["STATUS_KINDS", "FaultMetrics", "FaultService", "FaultSink", "FaultTracker"]
@@ -106,7 +106,7 @@ class FaultService:
         self.tracker = FaultTracker()
         self._opened: list[FaultRecord] = []
         self._cleared: list[tuple[str, str, str, float]] = []
-        self._task: asyncio.Task[None] | None = None
+        self._flusher = PeriodicFlusher(self._flush_logged, interval, name="gb28181-faults")
 
     # -- sources ----------------------------------------------------------------------------
 
@@ -196,27 +196,18 @@ class FaultService:
             self._cleared[:0] = cleared
             raise
 
-    def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self._run(), name="faults")
-
-    async def stop(self) -> None:
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            try:
-                await task
-            except asyncio.CancelledError:
-                pass
+    async def _flush_logged(self) -> None:
         try:
             await self.flush()
         except Exception as exc:
-            log.warning("faults not written at shutdown: %s", exc)
+            log.warning("fault write failed (retrying): %s", exc)
+            raise
 
-    async def _run(self) -> None:
-        while True:
-            await asyncio.sleep(self.interval)
-            try:
-                await self.flush()
-            except Exception as exc:
-                log.warning("fault write failed (retrying): %s", exc)
+    def start(self) -> None:
+        self._flusher.start()
+
+    async def stop(self) -> None:
+        try:
+            await self._flusher.stop()
+        except Exception as exc:
+            log.warning("faults not written at shutdown: %s", exc)

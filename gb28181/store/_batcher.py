@@ -19,6 +19,7 @@ import asyncio
 import dataclasses
 import logging
 
+from ..flusher import PeriodicFlusher
 from ._base import BatchWriter, DeviceRecord, StatusEvent
 from ._errors import StoreError
 
@@ -52,10 +53,12 @@ class WriteBehind:
         self._devices: dict[str, DeviceRecord] = {}
         self._events: list[StatusEvent] = []
         self._flush_lock = asyncio.Lock()
-        self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
-        self._stopping = False
-        self._backing_off = False
+        self._flusher = PeriodicFlusher(
+            self.flush,
+            interval,
+            name="gb28181-store-write-behind",
+            more=lambda: self.pending >= self._max_batch,
+        )
 
         self.marks = 0
         self.events_added = 0
@@ -74,7 +77,7 @@ class WriteBehind:
     @property
     def running(self) -> bool:
         """Whether the background flush task is running."""
-        return self._task is not None and not self._task.done()
+        return self._flusher.running
 
     # -- producer side (synchronous, never awaits) -----------------------------------------
 
@@ -96,9 +99,9 @@ class WriteBehind:
         self._maybe_wake()
 
     def _maybe_wake(self) -> None:
-        # While backing off after a failure, a full batch must not cut the pause short.
-        if not self._backing_off and self.pending >= self._max_batch:
-            self._wake.set()
+        # While backing off after a failure, a full batch does not cut the pause short.
+        if self.pending >= self._max_batch:
+            self._flusher.wake()
 
     # -- flushing --------------------------------------------------------------------------
 
@@ -153,12 +156,7 @@ class WriteBehind:
 
     def start(self) -> None:
         """Start the background flush task on the running event loop. Idempotent."""
-        if self.running:
-            return
-        self._stopping = False
-        self._task = asyncio.get_running_loop().create_task(
-            self._run(), name="gb28181-store-write-behind"
-        )
+        self._flusher.start()
 
     async def stop(self) -> None:
         """Stop the background task, letting a flush in progress finish, then flush the rest.
@@ -166,34 +164,4 @@ class WriteBehind:
         :raises StoreError: the final flush failed; the items stay pending (call :meth:`flush`
             again to retry).
         """
-        task, self._task = self._task, None
-        if task is not None:
-            self._stopping = True
-            self._wake.set()
-            await task
-        await self.flush()
-
-    async def _run(self) -> None:
-        while True:
-            try:
-                async with asyncio.timeout(self._interval):
-                    await self._wake.wait()
-            except TimeoutError:
-                pass
-            self._wake.clear()
-            if self._stopping:
-                return
-            try:
-                await self.flush()
-            except Exception:
-                # Counted and logged by flush(); retry one full interval later. Anything, even
-                # a bug in a store, is caught here: this task dying would silently stop
-                # persistence. A batch that filled up during the failed write must not skip
-                # the pause either (unless stop() asked us to finish).
-                self._backing_off = True
-                if not self._stopping:
-                    self._wake.clear()
-                continue
-            self._backing_off = False
-            if self.pending >= self._max_batch:
-                self._wake.set()
+        await self._flusher.stop()
