@@ -5,6 +5,8 @@
 returns the session with the new consumer's id (201). ``DELETE /api/v1/sessions/{id}`` ends
 the session at once (BYE); with ``?consumer=<n>`` only that consumer leaves, and BYE follows
 after the idle delay when it was the last. ``GET /api/v1/sessions`` lists the sessions.
+``GET /api/v1/sessions/{id}/snapshot[?quality=1-100]`` returns a JPEG of the latest keyframe
+(``image/jpeg``), or 409 while none has been received.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+
+from media.snapshot import DEFAULT_QUALITY
 
 from .api import ApiError
 from .calls import CallError, CallService
@@ -79,6 +83,16 @@ def call_routes(calls: CallService) -> list[Route]:
             raise ApiError(404, "not_found", "no such session")
         return JSONResponse(calls.describe(session))
 
+    async def snapshot(request: Request) -> Response:
+        quality = request.query_params.get("quality", str(DEFAULT_QUALITY))
+        if not quality.isdigit() or not 1 <= int(quality) <= 100:
+            raise ApiError(400, "bad_parameter", "quality must be an integer 1-100")
+        try:
+            jpeg = await calls.snapshot(request.path_params["session_id"], int(quality))
+        except CallError as exc:
+            raise ApiError(exc.status, exc.error, exc.reason) from None
+        return Response(jpeg, media_type="image/jpeg", headers={"Cache-Control": "no-store"})
+
     async def delete_session(request: Request) -> Response:
         session_id = request.path_params["session_id"]
         consumer = request.query_params.get("consumer")
@@ -98,4 +112,5 @@ def call_routes(calls: CallService) -> list[Route]:
         Route("/api/v1/sessions", list_sessions, methods=["GET"]),
         Route("/api/v1/sessions/{session_id}", get_session, methods=["GET"]),
         Route("/api/v1/sessions/{session_id}", delete_session, methods=["DELETE"]),
+        Route("/api/v1/sessions/{session_id}/snapshot", snapshot, methods=["GET"]),
     ]

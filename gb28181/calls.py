@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from media.relay import StreamStarted, StreamTimedOut
+from media.snapshot import DEFAULT_QUALITY, SnapshotError, keyframe_jpeg
 from media.worker import Mode, RelayWorker, WorkerError
 
 from .signalling import DeviceUnreachable, Signalling, SipRequestTimeout
@@ -250,6 +251,24 @@ class CallService:
             "consumers": len(session.consumers),
             "stats": stats,
         }
+
+    async def snapshot(self, session_id: str, quality: int = DEFAULT_QUALITY) -> bytes:
+        """A JPEG of the session's latest keyframe (its GOP cache), decoded off the loop.
+
+        :raises CallError: 404 no such session, 409 no keyframe received yet (or none that
+            decodes).
+        """
+        session = self._get(session_id)
+        try:
+            payloads = self.worker.call(lambda: self.worker.gop_payloads(session.media_id))
+        except WorkerError:
+            payloads = []
+        if not payloads:
+            raise CallError(409, "no_keyframe", "no keyframe yet")
+        try:
+            return await asyncio.to_thread(keyframe_jpeg, payloads, quality=quality)
+        except SnapshotError as exc:
+            raise CallError(409, "no_keyframe", f"no keyframe yet: {exc}") from None
 
     # -- SIP: BYE from the device -----------------------------------------------------------
 

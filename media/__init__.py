@@ -53,7 +53,10 @@ from media.rtp import (
 )
 from media.worker import Mode, RelayWorker, WorkerConfig, WorkerError, gso_supported
 
+from .snapshot import DEFAULT_QUALITY, SnapshotError, find_keyframe, keyframe_jpeg
+
 __all__ = [
+    "DEFAULT_QUALITY",
     "AddOutput",
     "AssembledFrame",
     "Close",
@@ -87,6 +90,7 @@ __all__ = [
     "RtpHeader",
     "RtpPacket",
     "RtpPacketizer",
+    "SnapshotError",
     "SsrcChanged",
     "SsrcTable",
     "Stats",
@@ -97,9 +101,11 @@ __all__ = [
     "WorkerError",
     "decode_command",
     "encode_command",
+    "find_keyframe",
     "gso_supported",
     "inspect_video",
     "is_keyframe",
+    "keyframe_jpeg",
     "parse_psm",
     "peek_ssrc_seq_ts",
     "rfc4571_frame",

@@ -359,6 +359,26 @@ class RelaySession:
         gop = self._gop
         return (0, 0) if gop is None else (len(gop.packets), gop.size)
 
+    def gop_payloads(self) -> list[bytes]:
+        """The RTP payloads of the GOP cache, in order: PS from the last keyframe on.
+
+        Empty while no keyframe is cached. The snapshot decoder (:mod:`media.snapshot`) takes
+        these; header sizes follow RFC 3550 §5.1/§5.3.1 (CSRCs, extension, padding).
+        """
+        gop = self._gop
+        if gop is None or not gop.keyframes:
+            return []
+        out = []
+        for packet in gop.packets:
+            first = packet[0]
+            start = RTP_HEADER_LENGTH + 4 * (first & 0x0F)
+            if first & 0x10 and len(packet) >= start + 4:
+                start += 4 + 4 * ((packet[start + 2] << 8) | packet[start + 3])
+            end = len(packet) - (packet[-1] if first & 0x20 else 0)
+            if start < end:
+                out.append(packet[start:end])
+        return out
+
     def stats(self) -> dict[str, object]:
         """The counters as a plain dict (for the control channel and metrics)."""
         return {

@@ -368,6 +368,10 @@ class RelayWorker:
             "gso": self.gso,
         }
 
+    def gop_payloads(self, session_id: int) -> list[bytes]:
+        """The RTP payloads of a session's GOP cache (see :meth:`RelaySession.gop_payloads`)."""
+        return self._session(session_id).relay.gop_payloads()
+
     # -- internals: sockets ----------------------------------------------------------------------
 
     def _session(self, session_id: int) -> _Session:

@@ -14,9 +14,12 @@ from gb28181.api import ApiError
 from gb28181.api_calls import call_routes, parse_output
 from gb28181.calls import CallService
 from media.worker import RelayWorker
-from tests.test_calls import CHANNEL, ScriptedSignalling, env
+from tests.media.conftest import get_capture
+from tests.test_calls import CHANNEL, T0, ScriptedSignalling, env
 
 __all__ = ["env"]  # the fixture, re-used
+
+SRC = ("192.0.2.1", 15060)
 
 
 async def api_error(request: Request, exc: Exception) -> Response:
@@ -81,3 +84,29 @@ async def test_play_list_get_delete(
         assert [m.method for m in sig.sent] == ["INVITE", "BYE"]
         r = await h.get(f"/api/v1/sessions/{body['id']}")
         assert r.status_code == 404
+
+
+async def test_snapshot_404_409_then_jpeg(
+    env: tuple[CallService, ScriptedSignalling, RelayWorker],
+) -> None:
+    calls, _sig, worker = env
+    app = Starlette(routes=call_routes(calls), exception_handlers={ApiError: api_error})
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as h:
+        r = await h.get("/api/v1/sessions/nope/snapshot")
+        assert r.status_code == 404
+        r = await h.post(f"/api/v1/channels/{CHANNEL}/play")
+        assert r.status_code == 201
+        session_id = r.json()["id"]
+        r = await h.get(f"/api/v1/sessions/{session_id}/snapshot")
+        assert r.status_code == 409 and r.json()["error"] == "no_keyframe"
+        r = await h.get(f"/api/v1/sessions/{session_id}/snapshot?quality=101")
+        assert r.status_code == 400
+        # Media arrives (fed straight to the worker's relay: no sockets in unit tests).
+        relay = worker._session(calls.sessions[session_id].media_id).relay
+        ssrc = int(calls.sessions[session_id].ssrc)
+        for packet in get_capture("ps_rtp_udp").packets[:40]:
+            relay.receive_rtp(packet[:8] + ssrc.to_bytes(4, "big") + packet[12:], SRC, T0)
+        r = await h.get(f"/api/v1/sessions/{session_id}/snapshot?quality=50")
+        assert r.status_code == 200, r.text
+        assert r.headers["content-type"] == "image/jpeg"
+        assert r.content[:2] == b"\xff\xd8"

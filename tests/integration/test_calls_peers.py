@@ -6,8 +6,9 @@ the one we offered (the device habit the receiver must re-key for), takes the AC
 answers our BYE. The test plays the camera's part on the media side too, in each stream mode
 (UDP, TCP passive: the camera connects, TCP active: the platform connects to the answer's
 port): it streams the ``ps_rtp_udp.bin`` capture with the answered SSRC, a UDP consumer added
-through the API receives the relayed packets, and FFmpeg (PyAV) decodes every frame. Packets
-with a foreign SSRC sent to the same port are dropped and counted.
+through the API receives the relayed packets, and FFmpeg (PyAV) decodes every frame; a
+snapshot of the latest keyframe comes back as a JPEG. Packets with a foreign SSRC sent to the
+same port are dropped and counted.
 """
 
 from __future__ import annotations
@@ -324,6 +325,15 @@ async def test_sipp_camera_play_relays_the_capture_to_a_consumer(
                     await asyncio.sleep(0.01)
             assert len(received) == len(packets)
             assert decoded_frames(received) == FRAMES
+
+            # A snapshot of the latest keyframe (the GOP cache) decodes back to the picture size.
+            r = await http.get(f"/api/v1/sessions/{session['id']}/snapshot")
+            assert r.status_code == 200, r.text
+            assert r.headers["content-type"] == "image/jpeg" and r.content[:2] == b"\xff\xd8"
+            jpeg_decoder = av.CodecContext.create("mjpeg", "r")
+            assert isinstance(jpeg_decoder, av.VideoCodecContext)
+            pictures = jpeg_decoder.decode(av.Packet(r.content))
+            assert [(p.width, p.height) for p in pictures] == [(640, 480)]
 
             stats: dict[str, object] = {}
             for _ in range(200):
