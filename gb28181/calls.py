@@ -30,6 +30,7 @@ from media.relay import StreamStarted, StreamTimedOut
 from media.snapshot import DEFAULT_QUALITY, SnapshotError, keyframe_jpeg
 from media.worker import Mode, RelayWorker, WorkerError
 
+from .metrics import MediaSample, StreamSample
 from .signalling import DeviceUnreachable, Signalling, SipRequestTimeout
 from .sip import (
     Dialog,
@@ -63,6 +64,9 @@ BYE_TIMEOUT = 5.0
 ABANDONED_KEEP = 64.0
 #: Seconds between polls of the worker's event queue.
 EVENT_POLL = 0.2
+# Seconds between samples of the worker's counters for the media metrics.
+MEDIA_SAMPLE = 5.0
+_MEDIA_COUNTERS = ("packets", "bytes", "forwarded", "lost", "reordered", "duplicates", "keyframes")
 
 
 class CallError(Exception):
@@ -148,6 +152,13 @@ class CallService:
         self._abandoned: dict[str, tuple[SipRequest, str, float]] = {}
         self._seq = itertools.count(1)
         self._consumer_ids = itertools.count(1)
+        # Media metrics: totals grow by the deltas of each session's worker counters, so
+        # they survive the session (its final counters are taken when it is closed).
+        self.media = MediaSample()
+        self._media_last: dict[int, tuple[float, dict[str, Any]]] = {}
+        self._bitrates: dict[int, float] = {}
+        self._sampled_at: float | None = None
+        signalling.metrics.bind_media(self.media_sample)
 
     # -- public API -------------------------------------------------------------------------
 
@@ -286,7 +297,55 @@ class CallService:
         """Poll the worker's events: first packet, no-media timeout (ends the session)."""
         while True:
             self.poll_events()
+            now = self.clock()
+            if self._sampled_at is None or now - self._sampled_at >= MEDIA_SAMPLE:
+                self.sample_media()
             await asyncio.sleep(EVENT_POLL)
+
+    def sample_media(self) -> None:
+        """Add the worker's counters since the last sample to the media totals."""
+        now = self.clock()
+        self._sampled_at = now
+        if not self._by_media:
+            return
+        try:
+            stats: dict[str, Any] = self.worker.call(lambda: self.worker.stats())
+        except WorkerError:
+            return
+        for key, session_stats in stats.get("sessions", {}).items():
+            media_id = int(key)
+            if media_id in self._by_media:
+                self._account(media_id, session_stats, now)
+
+    def media_sample(self) -> MediaSample:
+        """The media metrics as last sampled, with live session and consumer counts."""
+        m = self.media
+        live = list(self._by_media.items())
+        m.sessions = len(live)
+        m.consumers = sum(len(s.consumers) for _, s in live)
+        m.streams = [
+            StreamSample(s.channel_id, self._bitrates.get(mid, 0.0), len(s.consumers))
+            for mid, s in live
+        ]
+        return m
+
+    def _account(self, media_id: int, stats: dict[str, Any], now: float) -> None:
+        last = self._media_last.get(media_id)
+        prev = last[1] if last is not None else {}
+        m = self.media
+        for name in _MEDIA_COUNTERS:
+            delta = int(stats.get(name) or 0) - int(prev.get(name) or 0)
+            if delta > 0:  # loss can shrink when a late packet fills a gap
+                setattr(m, name, getattr(m, name) + delta)
+        prev_drops: dict[str, int] = prev.get("drops") or {}
+        for reason, count in (stats.get("drops") or {}).items():
+            delta = int(count) - int(prev_drops.get(reason, 0))
+            if delta > 0:
+                m.drops[str(reason)] = m.drops.get(str(reason), 0) + delta
+        if last is not None and now > last[0]:
+            sent = int(stats.get("bytes") or 0) - int(prev.get("bytes") or 0)
+            self._bitrates[media_id] = max(sent, 0) * 8 / (now - last[0])
+        self._media_last[media_id] = (now, stats)
 
     def poll_events(self) -> None:
         """Handle every event the worker has queued."""
@@ -300,6 +359,10 @@ class CallService:
                 continue
             if isinstance(event, StreamStarted):
                 session.started_at = self.clock()
+                # created_at is taken as the INVITE is built and sent.
+                self.signalling.metrics.media_start_seconds.observe(
+                    max(session.started_at - session.created_at, 0.0)
+                )
                 log.info("media started channel=%s ssrc=%d", session.channel_id, event.ssrc)
             elif isinstance(event, StreamTimedOut):
                 reason = "media stopped" if event.started else "no media"
@@ -534,7 +597,10 @@ class CallService:
         for call_id in [k for k, v in self._by_call_id.items() if v is session]:
             del self._by_call_id[call_id]
         with contextlib.suppress(WorkerError):
-            self.worker.call(lambda: self.worker.close(session.media_id))
+            final = self.worker.call(lambda: self.worker.close(session.media_id))
+            self._account(session.media_id, final, self.clock())
+        self._media_last.pop(session.media_id, None)
+        self._bitrates.pop(session.media_id, None)
         session.consumers.clear()
         log.info("session ended channel=%s reason=%s", session.channel_id, reason)
         if bye:

@@ -10,14 +10,98 @@ time, which costs nothing per message.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-__all__ = ["CONTENT_TYPE_LATEST", "Metrics"]
+__all__ = ["CONTENT_TYPE_LATEST", "MAX_STREAM_SERIES", "MediaSample", "Metrics", "StreamSample"]
 
 _REGISTER_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1, 1.0)
+
+# INVITE sent to first media packet: devices answer in tens of ms to several seconds.
+_START_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 15.0)
+# Per-stream series are labelled by channel; a city platform can play thousands at once, so
+# the number of labelled series is capped (the totals still count every stream).
+MAX_STREAM_SERIES = 500
+
+
+@dataclass(frozen=True, slots=True)
+class StreamSample:
+    """The latest sampled state of one live stream."""
+
+    channel: str
+    bitrate: float
+    consumers: int
+
+
+@dataclass(slots=True)
+class MediaSample:
+    """Media counters as last sampled from the worker (totals only ever grow)."""
+
+    sessions: int = 0
+    consumers: int = 0
+    packets: int = 0
+    bytes: int = 0
+    forwarded: int = 0
+    lost: int = 0
+    reordered: int = 0
+    duplicates: int = 0
+    keyframes: int = 0
+    drops: dict[str, int] = field(default_factory=dict)
+    streams: list[StreamSample] = field(default_factory=list)
+
+
+class _MediaCollector:
+    """Renders a :class:`MediaSample` at scrape time; nothing is done per packet."""
+
+    def __init__(self, source: Callable[[], MediaSample]) -> None:
+        self.source = source
+
+    def describe(self) -> list[Metric]:
+        return []  # unchecked collector: names are not known to the registry in advance
+
+    def collect(self) -> Iterator[Metric]:
+        s = self.source()
+        yield GaugeMetricFamily("gb28181_media_sessions", "Live media sessions", s.sessions)
+        yield GaugeMetricFamily(
+            "gb28181_media_consumers", "Viewers of live media sessions", s.consumers
+        )
+        for name, doc, value in (
+            ("gb28181_media_packets", "RTP packets received", s.packets),
+            ("gb28181_media_bytes", "RTP bytes received", s.bytes),
+            ("gb28181_media_packets_forwarded", "RTP packets forwarded to outputs", s.forwarded),
+            ("gb28181_media_packets_lost", "RTP packets missing by sequence number", s.lost),
+            ("gb28181_media_packets_reordered", "RTP packets received out of order", s.reordered),
+            ("gb28181_media_packets_duplicate", "Duplicate RTP packets received", s.duplicates),
+            ("gb28181_media_keyframes", "Keyframes (GOP starts) received", s.keyframes),
+        ):
+            yield CounterMetricFamily(name, doc, value=value)
+        drops = CounterMetricFamily(
+            "gb28181_media_drops",
+            "RTP packets dropped by reason (ssrc: SSRC rejected, source, malformed, closed)",
+            labels=["reason"],
+        )
+        for reason, count in sorted(s.drops.items()):
+            drops.add_metric([reason], count)
+        yield drops
+        bitrate = GaugeMetricFamily(
+            "gb28181_media_stream_bitrate_bits_per_second",
+            f"Received bitrate of a live stream (first {MAX_STREAM_SERIES} streams)",
+            labels=["channel"],
+        )
+        consumers = GaugeMetricFamily(
+            "gb28181_media_stream_consumers",
+            f"Viewers of a live stream (first {MAX_STREAM_SERIES} streams)",
+            labels=["channel"],
+        )
+        for stream in s.streams[:MAX_STREAM_SERIES]:
+            bitrate.add_metric([stream.channel], stream.bitrate)
+            consumers.add_metric([stream.channel], stream.consumers)
+        yield bitrate
+        yield consumers
 
 
 class Metrics:
@@ -104,6 +188,13 @@ class Metrics:
             ["event"],
             registry=r,
         )
+        self.media_start_seconds = Histogram(
+            "gb28181_media_start_latency_seconds",
+            "Time from INVITE sent to the first media packet of a live stream",
+            buckets=_START_BUCKETS,
+            registry=r,
+        )
+        self._media: _MediaCollector | None = None
         self._msg_children: dict[tuple[str, str], Counter] = {}
         self._query_children: dict[tuple[str, str], Counter] = {}
         self._resp_children: dict[tuple[int, str, str], Counter] = {}
@@ -114,6 +205,14 @@ class Metrics:
         """Read the device gauges from callables at scrape time."""
         self.devices_registered.set_function(registered)
         self.devices_online.set_function(online)
+
+    def bind_media(self, source: Callable[[], MediaSample]) -> None:
+        """Read the media metrics from ``source`` at scrape time (once; later calls rebind)."""
+        if self._media is None:
+            self._media = _MediaCollector(source)
+            self.registry.register(self._media)
+        else:
+            self._media.source = source
 
     def message(self, method: str, direction: str) -> None:
         """Count one SIP request."""

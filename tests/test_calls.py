@@ -24,7 +24,7 @@ from gb28181.sip import (
     parse_sdp,
 )
 from gb28181.store import DeviceRecord
-from media.relay import StreamTimedOut
+from media.relay import StreamStarted, StreamTimedOut
 from media.worker import RelayWorker, WorkerConfig
 
 SERVER = "34020000002000000001"
@@ -277,3 +277,46 @@ async def test_late_200_to_an_abandoned_invite_is_acked_and_byed(
     # Only once: a second copy of the 200 finds nothing left to end.
     calls.on_stray_response(ok(invite, answer_sdp()))
     assert sig.acks() == [] and sig.sent[-1] is bye
+
+
+async def test_media_metrics_add_worker_deltas_and_time_the_start(
+    env: tuple[CallService, ScriptedSignalling, RelayWorker], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls, sig, worker = env
+    now = [T0]
+    calls.clock = lambda: now[0]
+    session, _ = await calls.play(CHANNEL)
+    now[0] = T0 + 0.4
+    worker.events.put((session.media_id, StreamStarted(200000001, ("192.0.2.1", 15060), T0)))
+    calls.poll_events()
+    counters: dict[str, object] = {"packets": 10, "bytes": 10_000, "lost": 1, "drops": {"ssrc": 2}}
+    counters["keyframes"] = 1
+
+    def stats(session_id: int | None = None) -> dict[str, object]:
+        return {"sessions": {str(session.media_id): dict(counters)}}
+
+    monkeypatch.setattr(worker, "stats", stats)
+    calls.sample_media()
+    now[0] += 5.0
+    counters.update(packets=30, bytes=20_000, lost=0, drops={"ssrc": 2, "source": 1})
+    calls.sample_media()
+    text = sig.metrics.render().decode()
+    assert "gb28181_media_sessions 1.0" in text
+    assert "gb28181_media_consumers 1.0" in text
+    assert "gb28181_media_packets_total 30.0" in text
+    assert "gb28181_media_bytes_total 20000.0" in text
+    assert "gb28181_media_keyframes_total 1.0" in text
+    assert "gb28181_media_packets_lost_total 1.0" in text  # a shrinking loss count is no delta
+    assert 'gb28181_media_drops_total{reason="ssrc"} 2.0' in text
+    assert 'gb28181_media_drops_total{reason="source"} 1.0' in text
+    assert f'gb28181_media_stream_bitrate_bits_per_second{{channel="{CHANNEL}"}} 16000.0' in text
+    assert 'gb28181_media_start_latency_seconds_bucket{le="0.5"} 1.0' in text
+    assert 'gb28181_media_start_latency_seconds_bucket{le="0.25"} 0.0' in text
+
+    (consumer,) = session.consumers
+    calls.leave(session.session_id, consumer)
+    await settle()
+    text = sig.metrics.render().decode()
+    assert "gb28181_media_sessions 0.0" in text
+    assert "gb28181_media_packets_total 30.0" in text  # totals outlive the session
+    assert CHANNEL not in text

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from gb28181.metrics import Metrics
+from gb28181.metrics import MAX_STREAM_SERIES, MediaSample, Metrics, StreamSample
 
 
 def test_counters_and_gauges_render_with_prometheus_names() -> None:
@@ -46,3 +46,26 @@ def test_two_instances_do_not_share_a_registry() -> None:
         )
         is None
     )
+
+
+def test_media_metrics_are_read_at_scrape_time_with_bounded_streams() -> None:
+    m = Metrics()
+    text = m.render().decode()
+    assert "gb28181_media_sessions" not in text  # nothing until a source is bound
+    sample = MediaSample(sessions=2, consumers=3, packets=5, bytes=700, drops={"ssrc": 4})
+    sample.streams = [StreamSample(f"ch{i}", 1000.0 * i, 1) for i in range(MAX_STREAM_SERIES + 5)]
+    m.bind_media(lambda: sample)
+    m.bind_media(lambda: sample)  # rebinding does not register twice
+    m.media_start_seconds.observe(0.3)
+    text = m.render().decode()
+    assert "gb28181_media_sessions 2.0" in text
+    assert "gb28181_media_consumers 3.0" in text
+    assert "gb28181_media_packets_total 5.0" in text
+    assert "gb28181_media_bytes_total 700.0" in text
+    assert "gb28181_media_packets_reordered_total 0.0" in text
+    assert 'gb28181_media_drops_total{reason="ssrc"} 4.0' in text
+    assert 'gb28181_media_stream_bitrate_bits_per_second{channel="ch2"} 2000.0' in text
+    assert text.count("gb28181_media_stream_bitrate_bits_per_second{") == MAX_STREAM_SERIES
+    assert "gb28181_media_start_latency_seconds_count 1.0" in text
+    sample.packets = 9
+    assert "gb28181_media_packets_total 9.0" in m.render().decode()
