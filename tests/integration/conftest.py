@@ -6,6 +6,7 @@ import socket
 from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 
+import httpx
 import pytest
 
 from gb28181.config import load_config
@@ -46,6 +47,15 @@ async def platform(tmp_path: Path) -> AsyncIterator[Platform]:
         yield p
     finally:
         await p.stop()
+
+
+def api_client(platform: Platform, *, timeout: float = 20.0) -> httpx.AsyncClient:
+    """An HTTP client for the platform's API, authenticated as an administrator.
+
+    Every integration test talks to the API through this one client, so that how callers
+    authenticate is decided in one place.
+    """
+    return httpx.AsyncClient(base_url=f"http://127.0.0.1:{platform.http_port}", timeout=timeout)
 
 
 def free_port() -> int:
