@@ -1,14 +1,22 @@
 """Relay cost: CPU-µs per received packet and packets/s, 1→1 and 1→4, on loopback.
 
-Run on demand:  python bench/bench_relay.py [packets]
+Run on demand:  python bench/bench_relay.py [packets] [repeats] [burst] [rate]
 
 Side by side in one run: a plain C relay (blocking ``recvfrom`` + one ``sendto`` per output
 with the SSRC/seq rewritten), compiled here with gcc from source written to a temporary
-directory, and our :class:`media.worker.RelayWorker` (with UDP GSO if the kernel has it, and
-without). Each relay runs in its own process; it measures its own CPU time (getrusage) from
-the first packet to the last, so start-up is not counted. The sender blasts 1,400-byte RTP
-packets; packets dropped before the relay reads them are simply not counted.
-The ratio printed is ours / C for CPU per packet (goal: ≤ 1.0).
+directory, and our :class:`media.worker.RelayWorker` with UDP GRO in and GSO out, GSO only,
+and neither (the fallback). Each relay runs in its own process; it measures its own CPU time
+(getrusage) from the first packet to the last, so start-up is not counted. Packets dropped
+before the relay reads them are simply not counted.
+
+The sender sends 1,400-byte RTP packets in bursts of ``burst`` (default 16, about one frame
+of a 4 Mbit/s camera) with one UDP GSO send each: on loopback the kernel only hands a GRO
+socket the datagrams of one GSO send glued together, which is what a NIC's GRO does with a
+camera's back-to-back packets. Relays without GRO (the C one included) receive the same
+datagrams one by one. ``rate`` (packets/s, default 0: as fast as the sender goes, which
+overloads the slower relays; their figures are then per packet they did read) paces the
+sender. Each configuration runs ``repeats`` times (default 3); the medians are
+printed, with the ratio ours / C for CPU per packet (goal: ≤ 1.0) and the load average.
 """
 
 from __future__ import annotations
@@ -17,6 +25,8 @@ import os
 import resource
 import shutil
 import socket
+import statistics
+import struct
 import subprocess
 import sys
 import tempfile
@@ -89,12 +99,14 @@ def _cpu_us() -> float:
     return (ru.ru_utime + ru.ru_stime) * 1e6
 
 
-def child(port: int, count: int, dests: list[int], gso: bool) -> None:
+def child(port: int, count: int, dests: list[int], gso: bool, gro: bool) -> None:
     """Run our worker on ``port`` until ``count`` packets (or 1 s idle); print the figures."""
     from media.worker import RelayWorker, WorkerConfig
 
     worker = RelayWorker(
-        WorkerConfig(host="127.0.0.1", port_first=port, port_last=port, gso=gso, timeout=60)
+        WorkerConfig(
+            host="127.0.0.1", port_first=port, port_last=port, gso=gso, gro=gro, timeout=60
+        )
     )
     info = worker.open_receiver("udp", port, SSRC)
     for i, dest in enumerate(dests):
@@ -129,22 +141,41 @@ def child(port: int, count: int, dests: list[int], gso: bool) -> None:
     print(f"{got} {cpu - marks[0]:.1f} {max(wall, 1e-6):.6f}", flush=True)
 
 
-def _run(cmd: list[str], port: int, count: int) -> tuple[int, float, float]:
+def _bursts(count: int, burst: int) -> list[bytes]:
+    """The stream, prebuilt: ``burst`` packets (one frame: same timestamp) glued per send."""
+    payload = bytes(PAYLOAD)
+    out = []
+    for first in range(0, count, burst):
+        packets = []
+        for seq in range(first, min(count, first + burst)):
+            header = bytes((0x80, 96)) + (seq & 0xFFFF).to_bytes(2, "big")
+            header += (first // burst * 3600).to_bytes(4, "big") + SSRC.to_bytes(4, "big")
+            packets.append(header + payload)
+        out.append(b"".join(packets))
+    return out
+
+
+def _run(cmd: list[str], port: int, bursts: list[bytes], rate: float) -> tuple[int, float, float]:
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
     assert proc.stdout is not None
     assert proc.stdout.readline().strip() == "ready"
     time.sleep(0.1)
     sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sender.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 << 20)
-    payload = bytes(PAYLOAD)
-    for seq in range(count):
-        header = bytes((0x80, 96)) + (seq & 0xFFFF).to_bytes(2, "big")
-        header += (seq // 10 * 3600).to_bytes(4, "big") + SSRC.to_bytes(4, "big")
+    cmsg = [(socket.SOL_UDP, 103, struct.pack("=H", PAYLOAD + 12))]
+    dest = ("127.0.0.1", port)
+    start = time.monotonic()
+    per_burst = len(bursts[0]) / (PAYLOAD + 12) / rate if rate else 0.0
+    for i, data in enumerate(bursts):
         try:
-            sender.sendto(header + payload, ("127.0.0.1", port))
+            sender.sendmsg([data], cmsg, 0, dest)
         except OSError:
             pass
-        if seq % 64 == 63:
+        if per_burst:
+            delay = start + (i + 1) * per_burst - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+        elif i % 4 == 3:
             time.sleep(0)  # yield the core now and then
     out = proc.communicate(timeout=60)[0].split()
     sender.close()
@@ -164,50 +195,63 @@ def _free_ports(n: int) -> tuple[list[socket.socket], list[int]]:
 
 def main() -> None:
     count = int(sys.argv[1]) if len(sys.argv) > 1 else 200_000
+    repeats = int(sys.argv[2]) if len(sys.argv) > 2 else 3
+    burst = int(sys.argv[3]) if len(sys.argv) > 3 else 16
+    rate = float(sys.argv[4]) if len(sys.argv) > 4 else 0.0
     gcc = shutil.which("gcc")
     if gcc is None:
         sys.exit("gcc is needed for the C baseline")
+    bursts = _bursts(count, burst)
     with tempfile.TemporaryDirectory() as tmp:
         source = Path(tmp) / "relay.c"
         binary = Path(tmp) / "relay"
         source.write_text(C_SOURCE)
         subprocess.run([gcc, "-O2", "-o", str(binary), str(source)], check=True)
-        print(f"{count} packets of 1400 bytes, loopback; CPU-µs per packet received")
-        print(f"{'fan-out':8} {'relay':14} {'pkts':>8} {'µs/pkt':>8} {'pkt/s':>10} {'ratio':>6}")
+        pace = f"paced at {rate:.0f} packets/s" if rate else "as fast as the sender goes"
+        print(
+            f"{count} packets of 1400 bytes in GSO bursts of {burst} ({pace}), loopback; "
+            f"CPU-µs per packet received, median of {repeats}; load {os.getloadavg()[0]:.2f}"
+        )
+        print(f"{'fan-out':8} {'relay':16} {'pkts':>8} {'µs/pkt':>8} {'pkt/s':>10} {'ratio':>6}")
         for fanout in (1, 4):
             sinks, dests = _free_ports(fanout)
-            results = {}
+            figures: dict[str, list[tuple[int, float, float]]] = {}
             probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
             probe.bind(("127.0.0.1", 0))
             port = probe.getsockname()[1]
             probe.close()
+            ours = [sys.executable, __file__, "--child", str(port), str(count)]
             runs = {
                 "C recv/sendto": [str(binary), str(port), str(count), *map(str, dests)],
-                "ours (GSO)": [
-                    sys.executable, __file__, "--child", str(port), str(count), "1",
-                    *map(str, dests),
-                ],
-                "ours (no GSO)": [
-                    sys.executable, __file__, "--child", str(port), str(count), "0",
-                    *map(str, dests),
-                ],
-            }  # fmt: skip
-            for name, cmd in runs.items():
-                got, cpu, wall = _run(cmd, port, count)
-                results[name] = cpu / max(got, 1)
-                ratio = results[name] / results["C recv/sendto"]
+                "ours GRO+GSO": [*ours, "1", "1", *map(str, dests)],
+                "ours GSO": [*ours, "1", "0", *map(str, dests)],
+                "ours plain": [*ours, "0", "0", *map(str, dests)],
+            }
+            for _ in range(repeats):  # interleaved, so load changes hit every relay alike
+                for name, cmd in runs.items():
+                    figures.setdefault(name, []).append(_run(cmd, port, bursts, rate))
+            base = 0.0
+            for name, results in figures.items():
+                per_packet = statistics.median(cpu / max(got, 1) for got, cpu, _ in results)
+                rate = statistics.median(got / wall for got, _, wall in results)
+                got = int(statistics.median(got for got, _, _ in results))
+                base = base or per_packet
                 print(
-                    f"1→{fanout:<6} {name:14} {got:8d} {results[name]:8.2f} "
-                    f"{got / wall:10.0f} {ratio:6.2f}"
+                    f"1→{fanout:<6} {name:16} {got:8d} {per_packet:8.2f} "
+                    f"{rate:10.0f} {per_packet / base:6.2f}"
                 )
             for s in sinks:
                 s.close()
-    print(f"(pid {os.getpid()}; the ratio column is CPU per packet against the C relay)")
+    print(
+        f"(pid {os.getpid()}; load {os.getloadavg()[0]:.2f} at the end; the ratio column is "
+        "CPU per packet against the C relay)"
+    )
 
 
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "--child":
-        port, count, gso = int(sys.argv[2]), int(sys.argv[3]), sys.argv[4] == "1"
-        child(port, count, [int(p) for p in sys.argv[5:]], gso)
+        port, count = int(sys.argv[2]), int(sys.argv[3])
+        gso, gro = sys.argv[4] == "1", sys.argv[5] == "1"
+        child(port, count, [int(p) for p in sys.argv[6:]], gso, gro)
     else:
         main()

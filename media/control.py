@@ -1,19 +1,24 @@
 """The control interface of a media worker: commands as values, JSON lines on the wire.
 
 The platform drives a worker with a handful of commands (architecture "Processes"): open a
-receiver, connect it (TCP active) or re-key it (the device's own ``y=``), add and remove
-outputs, close, and read stats. Each command is a frozen dataclass; :func:`encode_command` and
+receiver, connect it (TCP active) or re-key it (the device's own ``y=``), add outputs ("udp",
+"tcp-active", "tcp-passive": the reply then carries the local ``port`` the consumer connects
+to) and remove them, close, read stats, and take a snapshot (the latest keyframe as JPEG, or
+the GOP cache's PS payloads, base64 in the reply; decoding runs in the caller's thread, not
+on the worker's loop). Each command is a frozen dataclass; :func:`encode_command` and
 :func:`decode_command` turn it into one line of JSON and back, so the same values work
 in-process (:class:`LocalControl`) and across processes or machines (:class:`ControlServer` on
 one end of a socket, :class:`ControlClient` on the other; a ``socketpair`` or TCP).
 
 Every request line carries an ``id`` echoed in its reply: ``{"id", "ok": true, "result"}`` or
 ``{"id", "ok": false, "error"}``. Lines are bounded (:data:`MAX_LINE`); a malformed line gets
-an error reply, never an exception in the server.
+an error reply, never an exception in the server. Replies are bounded separately
+(:data:`MAX_REPLY`): a snapshot is larger than any request.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import socket
 import threading
@@ -21,6 +26,7 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 from media.relay import Addr
+from media.snapshot import DEFAULT_QUALITY, SnapshotError, keyframe_jpeg
 from media.worker import RelayWorker, WorkerError
 
 __all__ = [
@@ -35,6 +41,7 @@ __all__ = [
     "OpenReceiver",
     "Rekey",
     "RemoveOutput",
+    "Snapshot",
     "Stats",
     "decode_command",
     "encode_command",
@@ -42,6 +49,9 @@ __all__ = [
 ]
 
 MAX_LINE = 64 * 1024
+#: Bound of a reply line: a snapshot's payloads are the GOP cache (8 MiB), base64.
+MAX_REPLY = 16 * 1024 * 1024
+SNAPSHOT_FORMATS = ("jpeg", "payloads")
 
 
 class ControlError(RuntimeError):
@@ -81,6 +91,8 @@ class Rekey(Command):
 
 @dataclass(frozen=True, slots=True)
 class AddOutput(Command):
+    """Forward to ``addr``; ``transport`` "udp", "tcp-active" or "tcp-passive"."""
+
     session: int
     addr: Addr
     transport: str = "udp"
@@ -103,6 +115,16 @@ class Stats(Command):
     session: int | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class Snapshot(Command):
+    """The session's latest keyframe: ``format`` "jpeg" or "payloads" (PS, for the caller to
+    decode or store); ``quality`` 1..100 for JPEG."""
+
+    session: int
+    format: str = "jpeg"
+    quality: int = DEFAULT_QUALITY
+
+
 _OPS: dict[str, type[Command]] = {
     "open_receiver": OpenReceiver,
     "connect": Connect,
@@ -111,6 +133,7 @@ _OPS: dict[str, type[Command]] = {
     "remove_output": RemoveOutput,
     "close": Close,
     "stats": Stats,
+    "snapshot": Snapshot,
 }
 _NAMES = {cls: op for op, cls in _OPS.items()}
 _ADDR_FIELDS = frozenset(("peer", "addr"))
@@ -165,12 +188,30 @@ def decode_command(line: bytes) -> tuple[int, Command]:
 def execute(worker: RelayWorker, command: Command) -> dict[str, Any]:
     """Run ``command`` on ``worker`` (on its loop thread); return the JSON-able result.
 
-    :raises ControlError: the worker refused it (unknown session, no port...).
+    :raises ControlError: the worker refused it (unknown session, no port, no keyframe...).
     """
     try:
+        if isinstance(command, Snapshot):
+            return _snapshot(worker, command)
         return worker.call(lambda: _dispatch(worker, command))
     except (WorkerError, ValueError, OSError) as exc:
         raise ControlError(str(exc)) from exc
+
+
+def _snapshot(worker: RelayWorker, command: Snapshot) -> dict[str, Any]:
+    """Copy the payloads on the loop thread; decode (milliseconds) in the caller's thread."""
+    if command.format not in SNAPSHOT_FORMATS:
+        raise ControlError(f"snapshot format must be one of {', '.join(SNAPSHOT_FORMATS)}")
+    payloads = worker.call(lambda: worker.gop_payloads(command.session))
+    if command.format == "payloads":
+        return {"payloads": [base64.b64encode(p).decode() for p in payloads]}
+    if not payloads:
+        raise ControlError(f"session {command.session} has no keyframe yet")
+    try:
+        jpeg = keyframe_jpeg(payloads, quality=command.quality)
+    except SnapshotError as exc:
+        raise ControlError(f"session {command.session}: {exc}") from exc
+    return {"jpeg": base64.b64encode(jpeg).decode()}
 
 
 def _dispatch(worker: RelayWorker, command: Command) -> dict[str, Any]:
@@ -184,7 +225,7 @@ def _dispatch(worker: RelayWorker, command: Command) -> dict[str, Any]:
         return {}
     if isinstance(command, AddOutput):
         output = worker.add_output(command.session, command.addr, command.transport, command.ssrc)
-        return {"output": output}
+        return {"output": output, "port": worker.output_info(command.session, output)["port"]}
     if isinstance(command, RemoveOutput):
         worker.remove_output(command.session, command.output)
         return {}
@@ -255,9 +296,11 @@ class ControlClient:
             request_id = self._next_id
             self._next_id += 1
             self.sock.sendall(encode_command(command, request_id))
-            line = self._reader.readline(MAX_LINE + 1)
+            line = self._reader.readline(MAX_REPLY + 1)
         if not line:
             raise ControlError("control connection closed")
+        if not line.endswith(b"\n"):
+            raise ControlError(f"control reply longer than {MAX_REPLY} bytes")
         reply = json.loads(line)
         if reply.get("id") != request_id:
             raise ControlError("control reply does not match the request")

@@ -22,6 +22,7 @@ from media.control import (
     OpenReceiver,
     Rekey,
     RemoveOutput,
+    Snapshot,
     Stats,
     decode_command,
     encode_command,
@@ -40,6 +41,9 @@ COMMANDS: list[Command] = [
     Close(3),
     Stats(),
     Stats(4),
+    AddOutput(1, ("192.0.2.7", 9), "tcp-passive", 7),
+    Snapshot(1),
+    Snapshot(2, "payloads", 50),
 ]
 
 
@@ -126,3 +130,40 @@ def test_over_a_socket_pair(worker: RelayWorker, captures: Callable[[str], Captu
 def test_server_answers_garbage_with_an_error(worker: RelayWorker) -> None:
     reply = ControlServer(worker).handle_line(b"{bad\n")
     assert reply.startswith(b'{"id":0,"ok":false,"error":"control line is not JSON')
+
+
+def test_snapshot_and_tcp_passive_output(
+    worker: RelayWorker, captures: Callable[[str], Capture]
+) -> None:
+    """Through a socket pair: what a platform in another process would do."""
+    import base64
+
+    from tests.media.test_worker import _read_rfc4571, _send_udp
+
+    capture = captures("ps_rtp_udp")
+    ours, theirs = socket.socketpair()
+    ControlServer(worker).serve_connection(theirs)
+    client = ControlClient(ours)
+    try:
+        opened = client.request(OpenReceiver("udp", None, capture.ssrc))
+        session = opened["session"]
+        with pytest.raises(ControlError, match="no keyframe"):
+            client.request(Snapshot(session))
+        added = client.request(AddOutput(session, ("127.0.0.1", 9), "tcp-passive", 5))
+        assert isinstance(added["port"], int)
+        consumer = socket.create_connection(("127.0.0.1", added["port"]))
+        _send_udp(capture.packets[:85], opened["port"])  # keyframes at 0, 35 and 55
+        assert len(_read_rfc4571(consumer, 85)) == 85
+        jpeg = base64.b64decode(client.request(Snapshot(session))["jpeg"])
+        assert jpeg.startswith(b"\xff\xd8") and jpeg.endswith(b"\xff\xd9")
+        payloads = client.request(Snapshot(session, "payloads"))["payloads"]
+        assert [base64.b64decode(p) for p in payloads] == worker.call(
+            lambda: worker.gop_payloads(session)
+        )
+        with pytest.raises(ControlError, match="format"):
+            client.request(Snapshot(session, "png"))
+        stats = client.request(Stats(session))
+        assert stats["output_stats"][str(added["output"])]["connected"] is True
+        consumer.close()
+    finally:
+        client.close()

@@ -14,11 +14,11 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from media.relay import StreamStarted, StreamTimedOut
+from media.relay import KeyframeSent, OutputClosed, StreamStarted, StreamTimedOut
 from media.rfc4571 import Rfc4571Splitter
 from media.rfc4571 import frame as rfc4571_frame
 from media.rtp import peek_ssrc_seq_ts
-from media.worker import Mode, RelayWorker, WorkerConfig, gso_supported
+from media.worker import Mode, RelayWorker, WorkerConfig, gro_supported, gso_supported
 from tests.media.conftest import Capture, RefPacket
 from tests.media.test_relay import _video_frames
 
@@ -323,6 +323,37 @@ def test_inactivity_timeout_with_injected_clock(captures: Callable[[str], Captur
         worker.stop()
 
 
+def _check_timers(worker: RelayWorker) -> None:
+    """One timer check on the loop thread, done when this returns (a no-op call may be run
+    before the loop turn that checks its timers)."""
+    worker.call(lambda: worker._check_timers(worker.clock()))
+
+
+def test_paused_timeout_with_injected_clock(captures: Callable[[str], Capture]) -> None:
+    now = [1000.0]
+    worker = RelayWorker(_config(), clock=lambda: now[0])
+    worker.start()
+    try:
+        info = worker.call(lambda: worker.open_receiver("udp", None, None))
+        session = info["session"]
+        _send_udp(captures("ps_rtp_udp").packets[:3], info["port"])
+        assert isinstance(worker.events.get(timeout=DEADLINE)[1], StreamStarted)
+        _wait(lambda: worker.call(lambda: worker.stats(session))["packets"] == 3)
+        worker.call(lambda: worker.pause_timeout(session))
+        now[0] = 1100.0
+        _check_timers(worker)
+        assert worker.events.empty()
+        worker.call(lambda: worker.resume_timeout(session))  # the clock runs from 1100
+        now[0] = 1114.9
+        _check_timers(worker)
+        assert worker.events.empty()
+        now[0] = 1115.0
+        _check_timers(worker)
+        assert worker.events.get_nowait() == (session, StreamTimedOut(True, 1000.0, 1115.0))
+    finally:
+        worker.stop()
+
+
 def test_commands_reject_unknown_session() -> None:
     worker = RelayWorker(_config())
     try:
@@ -347,3 +378,171 @@ def test_commands_reject_unknown_session() -> None:
 
 def test_gso_probe() -> None:
     assert isinstance(gso_supported(), bool)
+
+
+# -- GRO batches, TCP-passive outputs ----------------------------------------------------------
+
+
+def _send_gso(packets: list[bytes], port: int, sock: socket.socket | None = None) -> None:
+    """Send runs of equal-sized packets with UDP GSO, so the worker's GRO socket gets batches
+    (on loopback the kernel only glues datagrams a GSO send produced; a NIC glues any)."""
+    sender = sock or socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    i = 0
+    while i < len(packets):
+        size = len(packets[i])
+        j = i + 1
+        while j < len(packets) and j - i < 32 and len(packets[j]) == size:
+            j += 1
+        if j < len(packets) and j - i < 32 and len(packets[j]) < size:
+            j += 1  # a shorter one may end a run
+        if j - i == 1:
+            sender.sendto(packets[i], ("127.0.0.1", port))
+        else:
+            cmsg = [(socket.SOL_UDP, 103, struct.pack("=H", size))]
+            sender.sendmsg([b"".join(packets[i:j])], cmsg, 0, ("127.0.0.1", port))
+        i = j
+        time.sleep(0.001)  # let the worker drain; not part of any assertion
+
+
+@pytest.mark.skipif(not gso_supported(), reason="the kernel has no UDP GSO")
+@pytest.mark.parametrize("gro", [True, False], ids=["gro", "no-gro"])
+@pytest.mark.parametrize("gso", [True, False], ids=["gso", "plain"])
+def test_gso_sender_batches(
+    gro: bool,
+    gso: bool,
+    captures: Callable[[str], Capture],
+    reference: Callable[[bytes], list[RefPacket]],
+) -> None:
+    capture = captures("ps_rtp_udp")
+    worker = RelayWorker(_config(gro=gro, gso=gso))
+    worker.start()
+    try:
+        assert worker.gro is (gro and gro_supported())
+        info = worker.call(lambda: worker.open_receiver("udp", None, capture.ssrc))
+        consumers = [_udp_consumer(), _udp_consumer()]
+        for i, consumer in enumerate(consumers):
+            addr = consumer.getsockname()
+            worker.call(lambda a=addr, n=i: worker.add_output(info["session"], a, "udp", 1000 + n))
+        _send_gso(capture.packets, info["port"])
+        _check_consumers(capture, consumers, reference)
+        stats = worker.call(lambda: worker.stats(info["session"]))
+        assert stats["packets"] == len(capture.packets)
+        assert stats["forwarded"] == 2 * len(capture.packets)
+        assert stats["lost"] == stats["reordered"] == 0
+        # With GRO the column path took (nearly) everything after the first packet.
+        assert (stats["batches"] > 0) is worker.gro
+    finally:
+        worker.stop()
+
+
+def _read_rfc4571(sock: socket.socket, count: int) -> list[bytes]:
+    splitter = Rfc4571Splitter()
+    got: list[bytes] = []
+    sock.settimeout(DEADLINE)
+    while len(got) < count:
+        data = sock.recv(65536)
+        if not data:
+            break
+        got += splitter.feed(data)
+    return got
+
+
+def test_tcp_passive_output(
+    captures: Callable[[str], Capture], decode_count: Callable[[str, list[bytes]], int]
+) -> None:
+    capture = captures("ps_rtp_udp")
+    worker = RelayWorker(_config())
+    worker.start()
+    try:
+        info = worker.call(lambda: worker.open_receiver("udp", None, capture.ssrc))
+        session = info["session"]
+        sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        _send_udp(capture.packets[:120], info["port"], sender)
+        _wait(lambda: worker.call(lambda: worker.stats(session))["packets"] == 120)
+        output = worker.call(
+            lambda: worker.add_output(session, ("127.0.0.1", 9), "tcp-passive", 0x77)
+        )
+        port = worker.call(lambda: worker.output_info(session, output))["port"]
+        assert worker.config.port_first <= port <= worker.config.port_last
+        assert port in worker.ports.in_use
+        # Nothing is sent before the consumer connects.
+        _send_udp(capture.packets[120:125], info["port"], sender)
+        consumer = socket.create_connection(("127.0.0.1", port))
+        # Starts at the cached keyframe (packet 110), then live.
+        got = _read_rfc4571(consumer, 15)
+        assert got[0][12:] == capture.packets[110][12:]
+        _send_udp(capture.packets[125:], info["port"], sender)
+        got += _read_rfc4571(consumer, len(capture.packets) - 125)
+        assert [p[12:] for p in got] == capture.payloads[110:]
+        assert {peek_ssrc_seq_ts(p)[0] for p in got} == {0x77}
+        frames = _video_frames(got)
+        assert decode_count("h264", frames) == len(frames) > 0
+        events = []
+        while not worker.events.empty():
+            events.append(worker.events.get()[1])
+        assert [e.output for e in events if isinstance(e, KeyframeSent)] == [output]
+        out_stats = worker.call(lambda: worker.output_info(session, output))
+        assert out_stats["connected"] and out_stats["keyframe_at"] is not None
+        # The consumer leaves: the platform is told, the port goes back after removal.
+        consumer.close()
+        _send_udp(capture.packets[:60], info["port"], sender)  # writes fail at some point
+        _wait(lambda: worker.call(lambda: worker.output_info(session, output))["failed"])
+        closed = []
+        while not worker.events.empty():
+            closed.append(worker.events.get()[1])
+        assert [e.output for e in closed if isinstance(e, OutputClosed)] == [output]
+        worker.call(lambda: worker.remove_output(session, output))
+        assert port not in worker.ports.in_use
+    finally:
+        worker.stop()
+
+
+def test_tcp_passive_output_refuses_other_hosts(captures: Callable[[str], Capture]) -> None:
+    capture = captures("ps_rtp_udp")
+    worker = RelayWorker(_config())
+    worker.start()
+    try:
+        info = worker.call(lambda: worker.open_receiver("udp", None, capture.ssrc))
+        session = info["session"]
+        output = worker.call(lambda: worker.add_output(session, ("127.0.0.2", 0), "tcp-passive"))
+        port = worker.call(lambda: worker.output_info(session, output))["port"]
+        intruder = socket.create_connection(("127.0.0.1", port))  # from 127.0.0.1
+        intruder.settimeout(DEADLINE)
+        assert intruder.recv(10) == b""  # closed by the worker
+        consumer = socket.socket()
+        consumer.bind(("127.0.0.2", 0))
+        consumer.connect(("127.0.0.1", port))
+        _send_udp(capture.packets[:40], info["port"])
+        assert len(_read_rfc4571(consumer, 40)) == 40
+        stats = worker.call(lambda: worker.output_info(session, output))
+        assert stats["refused"] == 1 and stats["packets"] == 40
+        consumer.close()
+    finally:
+        worker.stop()
+
+
+def test_timers_of_many_sessions(captures: Callable[[str], Capture]) -> None:
+    """Deadlines come from the timer heap: a session that got media times out later."""
+    now = [1000.0]
+    worker = RelayWorker(_config(), clock=lambda: now[0])
+    worker.start()
+    try:
+        infos = [worker.call(lambda: worker.open_receiver("udp", None, None)) for _ in range(5)]
+        now[0] = 1010.0
+        _send_udp(captures("ps_rtp_udp").packets[:3], infos[2]["port"])
+        assert isinstance(worker.events.get(timeout=DEADLINE)[1], StreamStarted)
+        _wait(lambda: worker.call(lambda: worker.stats(infos[2]["session"]))["packets"] == 3)
+        now[0] = 1015.0
+        worker.call(lambda: None)
+        timed_out = {worker.events.get(timeout=DEADLINE)[0] for _ in range(4)}
+        assert timed_out == {i["session"] for i in infos} - {infos[2]["session"]}
+        now[0] = 1024.9
+        worker.call(lambda: None)
+        assert worker.events.empty()
+        now[0] = 1025.0
+        worker.call(lambda: None)
+        session, event = worker.events.get(timeout=DEADLINE)
+        assert session == infos[2]["session"] and event == StreamTimedOut(True, 1010.0, 1025.0)
+        assert len(worker._timers) <= 5  # one live entry per session at most, none once ended
+    finally:
+        worker.stop()
