@@ -16,6 +16,7 @@ from media.control import (
     OpenReceiver,
     Rekey,
     RemoveOutput,
+    Snapshot,
     Stats,
     decode_command,
     encode_command,
@@ -26,8 +27,11 @@ from media.ports import PortPool, PortPoolError, SsrcTable
 from media.ps import Codec, PsError, PsFrame, StreamKind
 from media.ps_demux import PsDemuxer, parse_psm
 from media.ps_mux import PsMuxer
+from media.recorder import Recorder, RecorderError, SegmentWriter
 from media.relay import (
     DropReason,
+    KeyframeSent,
+    OutputClosed,
     OutputSpec,
     RelayEvent,
     RelaySession,
@@ -51,7 +55,15 @@ from media.rtp import (
     ts_diff,
     ts_gt,
 )
-from media.worker import Mode, RelayWorker, WorkerConfig, WorkerError, gso_supported
+from media.segments import SegmentFrame, SegmentInfo, read_frames, scan_segment
+from media.worker import (
+    Mode,
+    RelayWorker,
+    WorkerConfig,
+    WorkerError,
+    gro_supported,
+    gso_supported,
+)
 
 from .snapshot import DEFAULT_QUALITY, SnapshotError, find_keyframe, keyframe_jpeg
 
@@ -68,9 +80,11 @@ __all__ = [
     "ControlServer",
     "DropReason",
     "FrameAssembler",
+    "KeyframeSent",
     "LocalControl",
     "Mode",
     "OpenReceiver",
+    "OutputClosed",
     "OutputSpec",
     "PortPool",
     "PortPoolError",
@@ -78,6 +92,8 @@ __all__ = [
     "PsError",
     "PsFrame",
     "PsMuxer",
+    "Recorder",
+    "RecorderError",
     "Rekey",
     "RelayEvent",
     "RelaySession",
@@ -90,6 +106,10 @@ __all__ = [
     "RtpHeader",
     "RtpPacket",
     "RtpPacketizer",
+    "SegmentFrame",
+    "SegmentInfo",
+    "SegmentWriter",
+    "Snapshot",
     "SnapshotError",
     "SsrcChanged",
     "SsrcTable",
@@ -102,13 +122,16 @@ __all__ = [
     "decode_command",
     "encode_command",
     "find_keyframe",
+    "gro_supported",
     "gso_supported",
     "inspect_video",
     "is_keyframe",
     "keyframe_jpeg",
     "parse_psm",
     "peek_ssrc_seq_ts",
+    "read_frames",
     "rfc4571_frame",
+    "scan_segment",
     "seq_add",
     "seq_diff",
     "seq_gt",
