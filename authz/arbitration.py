@@ -135,6 +135,10 @@ class ControlArbiter:
         self._sessions: dict[str, ControlSession] = {}
         self._events: deque[ControlEvent] = deque()
 
+    @property
+    def config(self) -> ArbiterConfig:
+        return self._config
+
     # -- inputs -------------------------------------------------------------------------
 
     def request(

@@ -259,6 +259,19 @@ class GrantBook:
         )
         return self._set_state(grant, "revoke", valid_to=valid_to, note=note)
 
+    def restore(self, grant: Grant) -> None:
+        """Put back a grant read from storage, in whatever state it was saved (start-up).
+
+        :raises GrantStateError: a grant with this ID is already held.
+        """
+        if grant.id in self._grants:
+            raise GrantStateError(f"duplicate grant id {grant.id!r}")
+        self._grants[grant.id] = grant
+        if grant.principal_id is not None:
+            self._by_principal.setdefault(grant.principal_id, []).append(grant.id)
+        elif grant.department is not None:
+            self._by_department.setdefault(grant.department, []).append(grant.id)
+
     def handle_timer(self, now: float) -> None:
         """Move approved grants whose ``valid_to`` has passed to ``EXPIRED`` (one
         :class:`GrantExpired` event each)."""

@@ -285,9 +285,11 @@ class AuditLog:
             self.last_error = None
 
     async def _drop_stored_prefix(self) -> None:
-        """After a failed write: drop pending records the store has after all."""
+        """After a failed write: drop pending records the store has after all; if another
+        writer appended meanwhile (an operator's CLI command on the same database), seal
+        the pending records again on top of its newest record instead of failing forever."""
         tail = await self._store.audit_tail()
-        if tail is None:
+        if tail is None or not self._pending:
             return
         for index, record in enumerate(self._pending):
             if record.seq == tail.seq and record.hash == tail.hash:
@@ -296,3 +298,33 @@ class AuditLog:
                 self.written += len(stored)
                 log.info("audit: %d records were stored by the failed write", len(stored))
                 return
+        first = self._pending[0]
+        if tail.seq >= first.seq or (tail.seq == first.seq - 1 and tail.hash != first.prev_hash):
+            self._rechain(tail)
+
+    def _rechain(self, tail: AuditRecord) -> None:
+        """Seal every pending record again after ``tail`` (no await: nothing is recorded
+        in between), and continue the chain from the last of them."""
+        chain = AuditChain(key=self._key, last_seq=tail.seq, last_hash=tail.hash)
+        self._pending = [
+            chain.append(
+                time=r.time,
+                principal_id=r.principal_id,
+                department=r.department,
+                level=r.level,
+                action=r.action,
+                target=r.target,
+                outcome=r.outcome,
+                rule=r.rule,
+                reason=r.reason,
+                source=r.source,
+                extra=r.extra,
+            )
+            for r in self._pending
+        ]
+        self._chain = chain
+        log.warning(
+            "audit: another writer appended up to seq %d; %d pending records sealed after it",
+            tail.seq,
+            len(self._pending),
+        )

@@ -1,5 +1,5 @@
 """Command line: ``gb28181 serve``, ``gb28181 check-config``, ``gb28181 --version``,
-``gb28181 certs init-ca|issue|revoke|crl|show``, ``gb28181 audit verify|export`` and
+``gb28181 certs init-ca|issue|revoke|bind|token|crl|show``, ``gb28181 audit verify|export`` and
 ``gb28181 admin create``.
 
 Exit codes: 0 success, 2 bad usage or configuration (the message names the
@@ -13,12 +13,15 @@ import logging
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import __version__
 from .config import Config, ConfigError, load_config
 
-__all__ = ["main"]
+if TYPE_CHECKING:
+    from .store import Store
+
+__all__ = ["AdminError", "create_admin", "main"]
 
 EXIT_CONFIG = 2
 
@@ -174,11 +177,128 @@ def _cmd_certs_revoke(args: argparse.Namespace) -> int:
     from certs import revoke_serial
 
     directory = _ca_dir(args)
-    return _certs_op(
+    result = _certs_op(
         lambda: revoke_serial(directory, args.serial, args.reason),
         args,
         lambda: ("cert.revoke", args.serial.upper(), {"reason": args.reason, "ca": directory}),
     )
+    if result != 0 or not (args.config or args.store_url):
+        return result
+    # The certificate's bearer tokens die with it (they grant what it grants).
+    import asyncio
+    import time
+
+    from .store import StoreError, open_store
+
+    serial = f"{int(args.serial.replace(':', ''), 16):X}"
+
+    async def revoke_tokens(url: str) -> int:
+        async with await open_store(url) as store:
+            return await store.revoke_api_tokens(at=time.time(), cert_serial=serial)
+
+    url, _ = _audit_settings(args)
+    try:
+        count = asyncio.run(revoke_tokens(url))
+    except StoreError as exc:
+        print(f"gb28181: certificate revoked, but its tokens were not: {exc}", file=sys.stderr)
+        return 1
+    print(f"revoked {count} bearer token(s) issued against it")
+    return 0
+
+
+def _cmd_certs_token(args: argparse.Namespace) -> int:
+    """Issue a bearer token bound to a certificate the CA issued (the holder runs as it)."""
+    import asyncio
+    import time
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+
+    from certs import CertError, CertificateAuthority, verify_certificate
+
+    from .store import ApiToken, StoreError, open_store
+    from .tokens import hash_token, new_token
+
+    try:
+        cert = x509.load_pem_x509_certificate(Path(args.certfile).read_bytes())
+        identity = verify_certificate(cert, [CertificateAuthority.open(_ca_dir(args)).certificate])
+    except (OSError, ValueError, CertError) as exc:
+        print(f"gb28181: certs token: {exc}", file=sys.stderr)
+        return 1
+    token = new_token()
+    now = time.time()
+    row = ApiToken(
+        hash_token(token),
+        identity.subject_id,
+        cert.fingerprint(hashes.SHA256()).hex(),
+        f"{cert.serial_number:X}",
+        now,
+        expires_at=now + args.days * 86400 if args.days else None,
+        note=args.note,
+    )
+
+    async def store_token(url: str) -> None:
+        async with await open_store(url) as store:
+            await store.add_api_token(row)
+
+    url, _ = _audit_settings(args)
+    try:
+        asyncio.run(store_token(url))
+    except StoreError as exc:
+        print(f"gb28181: certs token: {exc}", file=sys.stderr)
+        return 1
+    print(f"bearer token for {identity.subject_id} (shown once, store it safely): {token}")
+    extra = {"cert_sha256": row.cert_sha256, "principal": identity.subject_id}
+    return _audit_cli_event(args, ("token.issue", identity.subject_id, extra))
+
+
+def _cmd_certs_bind(args: argparse.Namespace) -> int:
+    """Bind a certificate to a SIP account that authenticates by digest (UDP/TCP peers)."""
+    import asyncio
+    import time
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+
+    from certs import CertError, CertificateAuthority, verify_certificate
+
+    from .store import CertBinding, StoreError, open_store
+
+    try:
+        cert = x509.load_pem_x509_certificate(Path(args.certfile).read_bytes())
+        ca = CertificateAuthority.open(_ca_dir(args))
+        identity = verify_certificate(cert, [ca.certificate])
+    except (OSError, ValueError, CertError) as exc:
+        print(f"gb28181: certs bind: {exc}", file=sys.stderr)
+        return 1
+    if identity.subject_id != args.account:
+        print(
+            f"gb28181: certs bind: certificate is for {identity.subject_id}, not {args.account}",
+            file=sys.stderr,
+        )
+        return 1
+    binding = CertBinding(
+        args.account,
+        cert.public_bytes(serialization.Encoding.PEM).decode("ascii"),
+        cert.fingerprint(hashes.SHA256()).hex(),
+        f"{cert.serial_number:X}",
+        time.time(),
+        note=args.note,
+    )
+
+    async def bind(url: str) -> None:
+        async with await open_store(url) as store:
+            await store.put_cert_binding(binding)
+
+    url, _ = _audit_settings(args)
+    try:
+        asyncio.run(bind(url))
+    except StoreError as exc:
+        print(f"gb28181: certs bind: {exc}", file=sys.stderr)
+        return 1
+    print(f"bound certificate {binding.cert_serial} (level {identity.level}) to {args.account}")
+    extra = {"serial": binding.cert_serial, "sha256": binding.cert_sha256}
+    return _audit_cli_event(args, ("cert.bind", args.account, extra))
 
 
 def _cmd_certs_crl(args: argparse.Namespace) -> int:
@@ -249,6 +369,18 @@ def _add_certs(sub: Any) -> None:
     revoke.add_argument("serial")
     revoke.add_argument("--reason", default="unspecified", help="an RFC 5280 reason name")
     revoke.set_defaults(func=_cmd_certs_revoke)
+
+    bind = ca_parser("bind", "bind a certificate to a SIP account (digest-only peers)")
+    bind.add_argument("account", help="the account's 20-digit ID")
+    bind.add_argument("certfile", metavar="CERTFILE", help="PEM certificate issued to it")
+    bind.add_argument("--note", default="", help="free text kept with the binding")
+    bind.set_defaults(func=_cmd_certs_bind)
+
+    token = ca_parser("token", "issue an HTTP API bearer token bound to a certificate")
+    token.add_argument("certfile", metavar="CERTFILE", help="PEM certificate the CA issued")
+    token.add_argument("--days", type=int, default=0, help="expiry in days (0: the cert's)")
+    token.add_argument("--note", default="", help="free text kept with the token")
+    token.set_defaults(func=_cmd_certs_token)
 
     crl = ca_parser("crl", "sign and write a certificate revocation list (PEM)")
     crl.add_argument("--out", required=True, metavar="FILE")
@@ -395,65 +527,128 @@ def _add_audit(sub: Any) -> None:
 # -- admin ------------------------------------------------------------------------------------
 
 
-async def _store_admin_token(
-    url: str, key: bytes | None, cert_path: Path, name: str, department: str
-) -> str:
-    """Store a token bound to the certificate; audit both issues. Returns the token."""
+async def add_admin_token(
+    store: Store, cert_path: Path, name: str, department: str
+) -> tuple[str, list[_Event]]:
+    """Store a bearer token bound to the administrator's certificate in an open ``store``.
+
+    Returns the token and the audit events of the two issues (certificate and token), for
+    the caller to append to the trail that has the live writer.
+    """
     import time
 
-    from .store import ApiToken, open_store
+    from .store import ApiToken
     from .tokens import hash_token, new_token
 
     action, subject, cert_extra = _cert_event("cert.issue", cert_path)
     token = new_token()
-    async with await open_store(url) as store:
-        await store.add_api_token(
-            ApiToken(
-                hash_token(token),
-                name,
-                cert_extra["sha256"],
-                cert_extra["serial"],
-                time.time(),
-                note="admin create",
-            )
+    await store.add_api_token(
+        ApiToken(
+            hash_token(token),
+            name,
+            cert_extra["sha256"],
+            cert_extra["serial"],
+            time.time(),
+            note="admin create",
         )
+    )
     cert_extra.update(kind="user", level=1, department=department, admin=True)
     token_extra = {"cert_sha256": cert_extra["sha256"], "principal": name}
-    await _record_cli_events(
-        url, key, [(action, subject, cert_extra), ("token.issue", name, token_extra)]
-    )
+    return token, [(action, subject, cert_extra), ("token.issue", name, token_extra)]
+
+
+async def _store_admin_token(
+    url: str,
+    key: bytes | None,
+    cert_path: Path,
+    name: str,
+    department: str,
+    record: Callable[[list[_Event]], None] | None = None,
+) -> str:
+    """Store a token bound to the certificate; audit both issues (through ``record`` when
+    given: the running platform's own trail). Returns the token."""
+    from .store import open_store
+
+    async with await open_store(url) as store:
+        token, events = await add_admin_token(store, cert_path, name, department)
+    if record is not None:
+        record(events)
+    else:
+        await _record_cli_events(url, key, events)
     return token
 
 
-def _cmd_admin_create(args: argparse.Namespace) -> int:
+class AdminError(Exception):
+    """``admin create`` failed; the message says at which step."""
+
+
+def create_admin(
+    ca_dir: str,
+    store_url: str,
+    *,
+    name: str,
+    department: str,
+    out_dir: str = ".",
+    key: bytes | None = None,
+    roles: str = "",
+    days: int = 365,
+    record: Callable[[list[_Event]], None] | None = None,
+) -> tuple[str, str]:
+    """Issue a level-1 user certificate and a bearer token bound to it; audit both.
+
+    The one way to create an administrator (there are no default credentials). Runs its
+    own event loop: call it from synchronous code or another thread. The audit records go
+    to the store's trail, or to ``record`` (``[(action, target, extra), ...]``) when the
+    trail has a live writer: a platform running on the same database holds the chain head,
+    and a second writer would fork the chain.
+
+    :returns: (the certificate's description, the token).
+    :raises AdminError: the certificate or the token could not be made.
+    """
     import asyncio
 
     from certs import CertError, issue_to_files
 
     from .store import StoreError
 
+    try:
+        text = issue_to_files(
+            ca_dir,
+            kind="user",
+            subject_id=name,
+            department=department,
+            level=1,
+            scope="*",
+            roles=roles,
+            valid_days=days,
+            out_dir=out_dir,
+        )
+    except (CertError, ValueError) as exc:
+        raise AdminError(str(exc)) from None
+    cert_path = Path(out_dir) / f"{name}.cert.pem"
+    try:
+        token = asyncio.run(_store_admin_token(store_url, key, cert_path, name, department, record))
+    except (StoreError, OSError) as exc:
+        raise AdminError(f"certificate issued but no token stored: {exc}") from None
+    return text, token
+
+
+def _cmd_admin_create(args: argparse.Namespace) -> int:
     directory = _ca_dir(args)
     url, key = _audit_settings(args)
     try:
-        text = issue_to_files(
+        text, token = create_admin(
             directory,
-            kind="user",
-            subject_id=args.name,
+            url,
+            name=args.name,
             department=args.department,
-            level=1,
-            scope="*",
-            roles=args.roles,
-            valid_days=args.days,
             out_dir=args.out_dir,
+            key=key,
+            roles=args.roles,
+            days=args.days,
         )
-    except (CertError, ValueError) as exc:
+    except AdminError as exc:
         print(f"gb28181: admin: {exc}", file=sys.stderr)
-        return 1
-    cert_path = Path(args.out_dir) / f"{args.name}.cert.pem"
-    try:
-        token = asyncio.run(_store_admin_token(url, key, cert_path, args.name, args.department))
-    except (StoreError, OSError) as exc:
-        print(f"gb28181: admin: certificate issued but no token stored: {exc}", file=sys.stderr)
         return 1
     print(text, end="")
     print(f"bearer token (shown once, store it safely): {token}")

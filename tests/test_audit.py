@@ -125,6 +125,33 @@ async def test_the_chain_resumes_from_the_store_and_stop_flushes(tmp_path: Path)
     assert verify(rows, key=KEY).ok
 
 
+async def test_a_second_writer_does_not_fork_the_chain(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'gb.db'}"
+    async with await open_store(url) as store:
+        server = AuditLog(store, key=KEY)
+        await server.resume()
+        server.record("system.start", "platform", "ok")
+        await server.flush()
+        server.record("view", "c1", "allow")  # sealed as seq 2, not yet written
+        # An operator's command appends seq 2 through its own chain meanwhile.
+        cli = AuditLog(store, key=KEY)
+        await cli.resume()
+        cli.record("cert.issue", "alice", "ok", principal_id="cli")
+        await cli.flush()
+        with pytest.raises(StoreError):
+            await server.flush()
+        server.record("view", "c2", "deny")
+        await server.flush()
+        rows = await store.load_audit()
+    assert [(r.seq, r.action) for r in rows] == [
+        (1, "system.start"),
+        (2, "cert.issue"),
+        (3, "view"),
+        (4, "view"),
+    ]
+    assert verify(rows, key=KEY).ok and server.head == (4, rows[-1].hash)
+
+
 async def test_invalid_parameters() -> None:
     with pytest.raises(ValueError):
         AuditLog(FakeStore(), interval=0)

@@ -342,3 +342,48 @@ def test_certs_operations_are_audited_when_given_a_store(
     bad_store = ["--store-url", f"sqlite:///{tmp_path / 'plain' / 'gb28181.db'}"]
     assert main(["certs", "crl", "--ca-dir", ca, *bad_store, "--out", str(tmp_path / "c")]) == 1
     assert "audit record failed" in capsys.readouterr().err
+
+
+def test_certs_token_bind_and_revoke_with_its_tokens(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from gb28181.identity import Identity, IdentityError
+
+    ca, out, url = tmp_path / "ca", tmp_path / "out", f"sqlite:///{tmp_path / 'gb.db'}"
+    store_args = ["--ca-dir", str(ca), "--store-url", url]
+    assert main(["certs", "init-ca", "--ca-dir", str(ca)]) == 0
+    cam = "34020000001320000007"
+    for subject in ("bob", cam):
+        code = main(["certs", "issue", "--ca-dir", str(ca), "--out-dir", str(out),
+                     "--id", subject, "--department", "traffic", "--level", "3"])  # fmt: skip
+        assert code == 0
+    capsys.readouterr()
+    assert main(["certs", "token", str(out / "bob.cert.pem"), *store_args]) == 0
+    token = capsys.readouterr().out.rsplit(" ", 1)[-1].strip()
+    assert main(["certs", "bind", "34020000001320000008", str(out / f"{cam}.cert.pem"),
+                 *store_args]) == 1  # fmt: skip
+    assert f"certificate is for {cam}" in capsys.readouterr().err
+    assert main(["certs", "bind", cam, str(out / f"{cam}.cert.pem"), *store_args]) == 0
+
+    async def check(revoked: bool) -> None:
+        async with await open_store(url) as store:
+            identity = Identity(store, ca)
+            binding = await store.get_cert_binding(cam)
+            assert binding is not None and binding.account_id == cam
+            if revoked:
+                with pytest.raises(IdentityError, match="revoked"):
+                    await identity.from_bearer(token)
+            else:
+                principal = await identity.from_bearer(token)
+                assert principal.id == "bob" and principal.level == 3
+                bound = await identity.for_sip_account(cam, None)
+                assert bound is not None and bound.id == cam
+
+    asyncio.run(check(False))
+    from cryptography import x509
+
+    serial = x509.load_pem_x509_certificate((out / "bob.cert.pem").read_bytes()).serial_number
+    capsys.readouterr()
+    assert main(["certs", "revoke", f"{serial:X}", *store_args]) == 0
+    assert "revoked 1 bearer token(s)" in capsys.readouterr().out
+    asyncio.run(check(True))
