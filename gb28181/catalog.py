@@ -12,7 +12,9 @@ comes from the IDs and ``ParentID``:
 - anything else: a channel (camera 131/132, alarm input 134, ...).
 
 ``ParentID`` may hold several IDs separated by ``/``. A ParentID equal to the device itself or to
-our own server ID (Hikvision does that, WVP #21) means "root".
+our own server ID (Hikvision does that, WVP #21) means "root". A node with no ParentID at all is
+placed by its BusinessGroupID, CivilCode or enclosing region (:func:`node_parents`): lower
+platforms often list channels only by region, and 2022 virtual organisations only by group.
 
 Two inputs change the tree: a full sync (:meth:`CatalogTree.apply_catalog`, from a completed
 Catalog query) and change notifications (:meth:`CatalogTree.apply_event`, from a Catalog NOTIFY
@@ -51,6 +53,7 @@ __all__ = [
     "channel_record",
     "classify",
     "item_from_record",
+    "node_parents",
     "normalise_status",
     "split_parent_ids",
 ]
@@ -132,6 +135,30 @@ def split_parent_ids(parent_id: str | None, own_ids: frozenset[str]) -> tuple[st
         return () if not parent_id or parent_id in own_ids else (parent_id,)
     parts = (p.strip() for p in parent_id.split("/"))
     return tuple(dict.fromkeys(p for p in parts if p and p not in own_ids))
+
+
+def node_parents(node_id: str, item: CatalogItem, own_ids: frozenset[str]) -> tuple[str, ...]:
+    """Where a node sits: its ``ParentID`` (:func:`split_parent_ids`); without any ParentID,
+    the way WVP places such nodes: a virtual organisation or channel under its
+    ``BusinessGroupID``, a channel or device under the region of its ``CivilCode``, a region
+    under its enclosing region (two digits shorter). A ParentID naming the device or our
+    server is an explicit root and stays one. Unknown parents make the node an orphan, shown
+    as a root (:meth:`CatalogTree.roots`), so a guess never hides a node."""
+    raw = item.parent_id
+    if raw is not None and raw.strip():
+        return split_parent_ids(raw, own_ids)
+    kind = classify(node_id)
+    if kind is NodeKind.REGION:
+        return (node_id[:-2],) if len(node_id) >= 4 else ()
+    if kind in (NodeKind.VIRTUAL_ORG, NodeKind.CHANNEL, NodeKind.DEVICE):
+        group = item.group_id
+        if group and group != node_id and group not in own_ids:
+            return (group.strip(),)
+    if kind in (NodeKind.CHANNEL, NodeKind.DEVICE):
+        civil = (item.civil_code or "").strip()
+        if civil.isdigit() and len(civil) <= 8 and civil not in own_ids:
+            return (civil,)
+    return ()
 
 
 class CatalogNode:
@@ -388,7 +415,7 @@ class CatalogTree:
             node = CatalogNode(
                 record.channel_id,
                 item,
-                split_parent_ids(item.parent_id, self._own),
+                node_parents(record.channel_id, item, self._own),
                 _STATUS.get(record.status, ChannelStatus.UNKNOWN),
                 record.updated_at,
                 security_class=record.security_class,
@@ -423,7 +450,7 @@ class CatalogTree:
         status = _STATUS.get(item.status.strip().upper()) if item.status else None
         node = self._nodes.get(channel_id)
         if node is None:
-            parents = split_parent_ids(item.parent_id, self._own)
+            parents = node_parents(channel_id, item, self._own)
             new = status or default_status or ChannelStatus.UNKNOWN
             node = CatalogNode(channel_id, item, parents, new, now)
             self._insert(node)
@@ -432,9 +459,10 @@ class CatalogTree:
         new_status = status or old_status
         if node.item == item and new_status is old_status:
             return None
-        if node.item.parent_id != item.parent_id:
+        parents = node_parents(channel_id, item, self._own)
+        if parents != node.parent_ids:
             self._unlink(node)
-            node.parent_ids = split_parent_ids(item.parent_id, self._own)
+            node.parent_ids = parents
             self._link(node)
         node.item = item
         node.status = new_status

@@ -51,6 +51,8 @@ class CatalogService:
     :param writer: persists changed rows in the background.
     :param server_id: our SIP ID (a ParentID equal to it means root).
     :param timeout: seconds a Catalog query may take before what arrived is used (partial).
+    :param platform_timeout: the same for lower platforms (ID type 200): tens of thousands of
+        items, paced one MESSAGE per 200 OK (notes §9), take minutes; ``None``: ``timeout``.
     :param refresh_interval: seconds between periodic full queries per device; 0 disables.
     :param concurrency: Catalog queries in flight at once (a restart re-registers everyone).
     :param poll_interval: seconds between full queries of devices in :attr:`polled` (those
@@ -66,6 +68,7 @@ class CatalogService:
         server_id: str,
         clock: Callable[[], float] = time.time,
         timeout: float = 60.0,
+        platform_timeout: float | None = None,
         refresh_interval: float = 0.0,
         concurrency: int = 64,
         poll_interval: float = 0.0,
@@ -76,6 +79,7 @@ class CatalogService:
         self.server_id = server_id
         self.clock = clock
         self.timeout = timeout
+        self.platform_timeout = platform_timeout
         self.refresh_interval = refresh_interval
         self.trees: dict[str, CatalogTree] = {}
         #: When each device's catalog was last queried (answered, partial or failed).
@@ -133,7 +137,7 @@ class CatalogService:
                 done = await self.queries.query(
                     device_id,
                     manscdp.CatalogQuery(device_id=device_id),
-                    timeout=self.timeout,
+                    timeout=self.timeout_of(device_id),
                 )
             except QueryError as exc:
                 # An attempt counts for the periodic refresh too: retried one interval later.
@@ -173,6 +177,12 @@ class CatalogService:
             self.last_result[device_id],
         )
         return result
+
+    def timeout_of(self, device_id: str) -> float:
+        """Seconds a full Catalog query of ``device_id`` may take."""
+        if self.platform_timeout is not None and device_id[10:13] == "200":
+            return self.platform_timeout
+        return self.timeout
 
     def due(self, online: Callable[[str], bool], now: float) -> list[str]:
         """Online devices whose periodic refresh is due: every device each

@@ -13,6 +13,7 @@ from gb28181.catalog import (
     channel_record,
     classify,
     item_from_record,
+    node_parents,
     normalise_status,
     split_parent_ids,
 )
@@ -378,3 +379,43 @@ def test_load_replaces_existing_node() -> None:
     tree.load([record])
     assert tree.children(ORG) == []
     assert len(tree.children(SUB_ORG)) == 1
+
+
+def test_nodes_without_parent_id_are_placed_by_group_civil_code_or_region() -> None:
+    own = frozenset({PLATFORM, SERVER})
+    camera = "34020200001320000001"
+    # An explicit ParentID wins, even when it names the platform (an explicit root).
+    assert node_parents(camera, CatalogItem(parent_id=ORG, civil_code="340202"), own) == (ORG,)
+    assert node_parents(camera, CatalogItem(parent_id=PLATFORM, civil_code="340202"), own) == ()
+    # No ParentID: the business group, else the CivilCode's region.
+    item = CatalogItem(business_group_id=GROUP, civil_code="340202")
+    assert node_parents(camera, item, own) == (GROUP,)
+    assert node_parents(camera, CatalogItem(civil_code="340202"), own) == ("340202",)
+    assert node_parents(camera, CatalogItem(civil_code=" "), own) == ()
+    # A 2022 virtual organisation lists only its group; a region sits in the enclosing one.
+    assert node_parents(ORG, CatalogItem(business_group_id=GROUP), own) == (GROUP,)
+    assert node_parents("340202", CatalogItem(), own) == ("3402",)
+    assert node_parents("34", CatalogItem(), own) == ()
+    assert node_parents(GROUP, CatalogItem(civil_code="340202"), own) == ()
+
+
+def test_lower_platform_tree_by_civil_code_and_group() -> None:
+    tree = CatalogTree(PLATFORM, server_id=SERVER)
+    camera = "34020200001320000001"
+    tree.apply_catalog(
+        [
+            CatalogItem(device_id="34", name="Anhui"),
+            CatalogItem(device_id="3402", name="Hefei"),
+            CatalogItem(device_id=GROUP, name="Police", parent_id=PLATFORM),
+            CatalogItem(device_id=ORG, name="East", business_group_id=GROUP),
+            CatalogItem(device_id=camera, name="Gate", civil_code="3402"),
+        ],
+        0.0,
+    )
+    assert [n.channel_id for n in tree.roots()] == ["34", GROUP]
+    assert [n.channel_id for n in tree.children("3402")] == [camera]
+    assert [n.channel_id for n in tree.children(GROUP)] == [ORG]
+    # An update that gives the camera a ParentID moves it.
+    tree.apply_catalog([CatalogItem(device_id=camera, name="Gate", parent_id=ORG)], 1.0,
+                       complete=False)  # fmt: skip
+    assert tree.children("3402") == [] and [n.channel_id for n in tree.children(ORG)] == [camera]

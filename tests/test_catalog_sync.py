@@ -38,11 +38,13 @@ class FakeQueries:
         self.partial = partial
         self.error: Exception | None = None
         self.asked: list[str] = []
+        self.timeouts: list[float | None] = []
 
     async def query(
         self, device_id: str, message: manscdp.Message, *, timeout: float | None = None
     ) -> QueryDone:
         self.asked.append(device_id)
+        self.timeouts.append(timeout)
         if self.error is not None:
             raise self.error
         return done(self.items, self.partial)
@@ -145,3 +147,15 @@ def test_due_lists_online_devices_past_the_refresh_interval() -> None:
     svc.last_sync = {NVR: T0, cam(9): T0 - 100}
     assert svc.due(lambda d: True, T0 + 30) == [cam(9)]
     assert svc.due(lambda d: d == NVR, T0 + 60) == [NVR]
+
+
+async def test_lower_platforms_get_the_longer_catalog_timeout() -> None:
+    queries = FakeQueries([item(1)])
+    svc, _, _, _ = service(queries)
+    svc.timeout, svc.platform_timeout = 60.0, 300.0
+    lower = "34020000002000000009"  # type 200: a lower platform
+    await svc.sync(lower)
+    await svc.sync(NVR)
+    assert queries.asked == [lower, NVR] and queries.timeouts == [300.0, 60.0]
+    svc.platform_timeout = None
+    assert svc.timeout_of(lower) == 60.0
