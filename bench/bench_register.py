@@ -13,7 +13,13 @@ It starts ``gb28181 serve`` pinned to CPU 0 (SIPp runs on CPU 1), then:
    registration, with the ratio to the baseline;
 3. ``--devices`` devices registered, then keeping alive as if every 60 s
    (devices/60 keepalives per second) for ``--seconds``: server CPU share of
-   one core, and resident memory per registered device.
+   one core, and resident memory per registered device; the server's idle
+   share with that population (sweeps, flushes) is measured first, so the
+   keepalives' own cost per message is printed too.
+
+With ``--repeat N`` the baseline and the registration run N times each (new
+device IDs every time) and the medians are printed with every run. The load
+average before and after is printed: the machine may be shared.
 
 Figures go to stdout; copy them into BENCHMARKS.md.
 """
@@ -26,6 +32,7 @@ import os
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -168,6 +175,7 @@ def main() -> int:
         default=64,
         help="registrations in flight at once (closed loop: SIPp starts a new one as one ends)",
     )
+    ap.add_argument("--repeat", type=int, default=1, help="runs of the throughput phases")
     ap.add_argument(
         "--baseline-inflight",
         type=int,
@@ -178,27 +186,41 @@ def main() -> int:
     if not shutil.which("sipp"):
         print("sipp not installed (Debian package sip-tester)", file=sys.stderr)
         return 2
-    results: dict[str, float] = {}
+    results: dict[str, object] = {"load_average_before": round(os.getloadavg()[0], 2)}
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
-        results["baseline_sipp_uas_registrations_per_s"] = baseline(
-            workdir, args.register, args.inflight
-        )
+        base_runs = [baseline(workdir, args.register, args.inflight) for _ in range(args.repeat)]
+        results["baseline_sipp_uas_registrations_per_s"] = statistics.median(base_runs)
 
         proc, port = start_server(workdir)
         try:
             target = f"127.0.0.1:{port}"
             rss0 = rss_bytes(proc.pid)
-            inf = injection(workdir / "reg.csv", args.register, start=100000)
-            cpu0 = cpu_seconds(proc.pid)
-            wall, rc = sipp("register.xml", target, inf, args.register, 100000, limit=args.inflight)
-            cpu = cpu_seconds(proc.pid) - cpu0
-            results["register_exit_code"] = rc
-            results["registrations_per_s"] = args.register / wall
-            results["server_cpu_us_per_registration"] = cpu / args.register * 1e6
-            results["ratio_to_sipp_uas"] = (
-                results["registrations_per_s"] / results["baseline_sipp_uas_registrations_per_s"]
+            rates, cpus, codes = [], [], []
+            for n in range(args.repeat):
+                if n:
+                    # Let the previous run's transactions end (timer J, 32 s): each run
+                    # starts from the same state, well under max_transactions.
+                    time.sleep(35)
+                start = 100000 + n * args.register
+                inf = injection(workdir / f"reg{n}.csv", args.register, start=start)
+                cpu0 = cpu_seconds(proc.pid)
+                wall, rc = sipp(
+                    "register.xml", target, inf, args.register, 100000, limit=args.inflight
+                )
+                cpus.append((cpu_seconds(proc.pid) - cpu0) / args.register * 1e6)
+                rates.append(args.register / wall)
+                codes.append(rc)
+            results["register_exit_code"] = max(codes)
+            results["registrations_per_s"] = statistics.median(rates)
+            results["server_cpu_us_per_registration"] = statistics.median(cpus)
+            results["ratio_to_sipp_uas"] = statistics.median(
+                r / b for r, b in zip(rates, base_runs, strict=True)
             )
+            if args.repeat > 1:
+                results["runs_baseline_per_s"] = [round(b) for b in base_runs]
+                results["runs_registrations_per_s"] = [round(r) for r in rates]
+                results["runs_cpu_us_per_registration"] = [round(c, 1) for c in cpus]
 
             # Keepalive load: register the device population, then keep it alive.
             inf = injection(workdir / "pop.csv", args.devices)
@@ -208,7 +230,12 @@ def main() -> int:
             # REGISTER transactions have left the transaction layer (Timer J, 32 s).
             time.sleep(35)
             rss1 = rss_bytes(proc.pid)
-            results["rss_bytes_per_device"] = (rss1 - rss0) / (args.devices + args.register)
+            registered = args.devices + args.register * args.repeat
+            results["rss_bytes_per_device"] = (rss1 - rss0) / registered
+            cpu0, t0 = cpu_seconds(proc.pid), time.perf_counter()
+            time.sleep(10)
+            idle = (cpu_seconds(proc.pid) - cpu0) / (time.perf_counter() - t0)
+            results["idle_core_share_percent"] = idle * 100
             rate = max(1, round(args.devices / 60))
             n = int(rate * args.seconds)
             cpu0 = cpu_seconds(proc.pid)
@@ -218,12 +245,14 @@ def main() -> int:
             results["keepalives_per_s"] = n / wall
             results["keepalive_core_share_percent"] = cpu / wall * 100
             results["server_cpu_us_per_keepalive"] = cpu / n * 1e6
+            results["server_cpu_us_per_keepalive_above_idle"] = (cpu - idle * wall) / n * 1e6
         finally:
             proc.send_signal(signal.SIGTERM)
             try:
                 proc.wait(30)
             except subprocess.TimeoutExpired:
                 proc.kill()
+    results["load_average_after"] = round(os.getloadavg()[0], 2)
     print(json.dumps(results, indent=2))
     return 0
 

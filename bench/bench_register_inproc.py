@@ -6,7 +6,10 @@ the platform's own Python cost per message: parse, transaction layer,
 registrar, digest, response, metrics. The kernel's share (recv/send) is what
 ``bench_register.py`` adds on top.
 
-    python bench/bench_register_inproc.py [--devices 20000] [--profile]
+    python bench/bench_register_inproc.py [--devices 20000] [--repeat 3] [--profile]
+
+Each run starts a fresh platform; with ``--repeat`` the median of the runs is
+printed, with the load average before and after (the machine is shared).
 """
 
 from __future__ import annotations
@@ -15,7 +18,9 @@ import argparse
 import asyncio
 import cProfile
 import gc
+import os
 import pstats
+import statistics
 import sys
 import tempfile
 import time
@@ -74,7 +79,7 @@ def keepalive(dev: str, sn: int) -> bytes:
     return (head + "\r\n\r\n").encode() + body
 
 
-async def run(devices: int, profile: bool) -> None:
+async def run(devices: int, profile: bool) -> tuple[float, float, float]:
     with tempfile.TemporaryDirectory() as tmp:
         env = {
             "GB28181_SIP_LISTEN": "127.0.0.1",
@@ -122,27 +127,44 @@ async def run(devices: int, profile: bool) -> None:
         ka = feed([keepalive(d, 1) for d in ids])
         ka_ok = sum(1 for d in sent if d.startswith(b"SIP/2.0 200"))
         await platform.stop()
+    if ok != devices or ka_ok != devices:
+        raise SystemExit(f"only {ok} registrations and {ka_ok} keepalives answered 200")
+    if prof:
+        pstats.Stats(prof).sort_stats("tottime").print_stats(30)
+    return first, second, ka
+
+
+def report(devices: int, runs: list[tuple[float, float, float]]) -> None:
+    first = statistics.median(r[0] for r in runs)
+    second = statistics.median(r[1] for r in runs)
+    ka = statistics.median(r[2] for r in runs)
     per_reg = first + second
-    print(f"devices                       {devices}")
+    print(f"devices                       {devices}  (median of {len(runs)} runs)")
     print(f"REGISTER without credentials  {first:8.1f} CPU-us  (answered 401)")
-    print(f"REGISTER with digest          {second:8.1f} CPU-us  ({ok} answered 200)")
+    print(f"REGISTER with digest          {second:8.1f} CPU-us  (answered 200)")
     print(
         f"full registration (both)      {per_reg:8.1f} CPU-us  -> {1e6 / per_reg:,.0f}/s per core"
     )
-    print(f"Keepalive MESSAGE             {ka:8.1f} CPU-us  ({ka_ok} answered 200)")
+    print(f"Keepalive MESSAGE             {ka:8.1f} CPU-us  (answered 200)")
     share = ka * devices / 60 / 1e6 * 100
     print(f"{devices} devices every 60 s      {share:8.2f} % of one core (keepalives only)")
-    if prof:
-        pstats.Stats(prof).sort_stats("tottime").print_stats(30)
+    if len(runs) > 1:
+        print(
+            "runs (401, 200, keepalive):", ", ".join(f"{a:.1f}/{b:.1f}/{c:.1f}" for a, b, c in runs)
+        )
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--devices", type=int, default=20000)
+    ap.add_argument("--repeat", type=int, default=1, help="runs; the median is printed")
     ap.add_argument("--profile", action="store_true")
     args = ap.parse_args()
     gc.set_threshold(*GC_THRESHOLDS)  # as `gb28181 serve` runs
-    asyncio.run(run(args.devices, args.profile))
+    load = os.getloadavg()[0]
+    runs = [asyncio.run(run(args.devices, args.profile)) for _ in range(args.repeat)]
+    report(args.devices, runs)
+    print(f"load average (1 min) before/after: {load:.2f} / {os.getloadavg()[0]:.2f}")
 
 
 if __name__ == "__main__":

@@ -69,3 +69,39 @@ def test_media_metrics_are_read_at_scrape_time_with_bounded_streams() -> None:
     assert "gb28181_media_start_latency_seconds_count 1.0" in text
     sample.packets = 9
     assert "gb28181_media_packets_total 9.0" in m.render().decode()
+
+
+def test_fast_histogram_renders_like_prometheus_client() -> None:
+    """The hot-path histogram gives the same buckets, count and sum as a client Histogram."""
+    from prometheus_client import CollectorRegistry, Histogram, generate_latest
+
+    m = Metrics()
+    registry = CollectorRegistry()
+    reference = Histogram(
+        "gb28181_register_duration_seconds",
+        "Time to handle one REGISTER, from parsed request to response",
+        buckets=m.register_seconds.bounds,
+        registry=registry,
+    )
+    for value in (0.00005, 0.0001, 0.0003, 0.0025, 0.07, 2.0, 0.0001):
+        m.register_seconds.observe(value)
+        reference.observe(value)
+
+    def series(text: str) -> list[str]:
+        return [
+            line
+            for line in text.splitlines()
+            if line.startswith("gb28181_register_duration_seconds_")
+            and not line.startswith("gb28181_register_duration_seconds_created")
+        ]
+
+    assert series(m.render().decode()) == series(generate_latest(registry).decode())
+
+
+def test_response_labels_are_bounded_too() -> None:
+    m = Metrics()
+    for i in range(2000):
+        m.response(200, f"X{i}", "out")
+    text = m.render().decode()
+    assert text.count("gb28181_sip_responses_total{") <= 1025
+    assert 'gb28181_sip_responses_total{code="200",direction="out",method="OTHER"}' in text

@@ -350,3 +350,30 @@ def test_keepalive_changes_are_written_at_once() -> None:
     assert len(sink.dirty) == n + 2 and sink.dirty[-1].extra["last_status"] == "OK"
     assert reg.handle_keepalive(DEVICE, Source("UDP", "198.51.100.9", 5061), T0 + 180)
     assert len(sink.dirty) == n + 3 and sink.dirty[-1].port == 5061
+
+
+def test_sweeps_skip_the_walk_yet_miss_nothing() -> None:
+    """The sweep's lower bounds: a shorter re-registration still goes offline on time."""
+    reg, sink = make_registrar(keepalive_interval=60.0, keepalive_misses=3)
+    authorize(reg, device=DEVICE, expires=3600)
+    authorize(reg, device="34020000001320000002", expires=3600)
+    assert reg.sweep(T0 + 10) == []
+    # A re-registration with a much shorter lifetime moves a deadline earlier than any seen.
+    authorize(reg, device="34020000001320000002", now=T0 + 20, expires=60)
+    assert reg.sweep(T0 + 79) == []
+    assert reg.sweep(T0 + 80) == ["34020000001320000002"]
+    assert reg.registered_count == 1
+    assert reg.sweep(T0 + 179) == []
+    assert reg.sweep(T0 + 180) == [DEVICE]  # no keepalive: three intervals
+    assert [e.reason for e in sink.events if not e.online] == [
+        "registration expired",
+        "keepalive timeout",
+    ]
+
+
+def test_gb_date_follows_the_clock_across_seconds() -> None:
+    first = format_gb_date(T0 + 0.999)
+    second = format_gb_date(T0 + 1.0)
+    assert first.endswith(".999") and second.endswith(".000")
+    assert first[:19] != second[:19]
+    assert format_gb_date(T0 + 0.999) == first  # the cached second comes back the same

@@ -37,7 +37,7 @@ import re
 
 from ._errors import SipParseError
 from ._headers import Headers, canonical_name
-from ._uri import NameAddr, SipUri, Via, _fast_via
+from ._uri import _VIA_BRANCH_RE, NameAddr, SipUri, Via, _fast_via
 
 __all__ = [
     "DEFAULT_MAX_SIZE",
@@ -115,6 +115,11 @@ _METHODS = frozenset(
 )
 #: Headers make_response copies unchanged (RFC 3261 §8.2.6.2).
 _RESPONSE_COPIED = frozenset({"via", "from", "call-id", "cseq"})
+
+
+def _count_key(items: list[tuple[str, str, str]], key: str) -> int:
+    """How many header lines have this lookup key."""
+    return sum(1 for t in items if t[0] == key)
 
 
 def _is_digits(text: str) -> bool:
@@ -360,6 +365,61 @@ class SipRequest(SipMessage):
         uri = self.request_uri
         if uri.opaque is not None:
             raise SipParseError(f"unsupported Request-URI scheme {uri.scheme[:20]!r}", 416)
+
+    def stamp_received(self, host: str, port: int) -> None:
+        """Record where the request came from in its top Via (RFC 3261 §18.2.1, RFC 3581 §4).
+
+        ``received`` is added when the sent-by host differs from ``host``; when the
+        client asked with a bare ``rport``, ``rport`` gets ``port`` and ``received``
+        is added in any case. Other Via values are left alone.
+
+        The plain one-Via shape nearly every device sends
+        (``SIP/2.0/UDP host:port;rport;branch=x``) is rewritten as text, with the
+        result :meth:`Via.__str__` would give; anything else is parsed and
+        re-serialised.
+
+        :raises SipParseError: the top Via is missing or malformed.
+        """
+        headers = self.headers
+        items = headers._items
+        index = headers._index
+        if index is None:
+            index = headers._first_values()
+        raw = index.get("via")
+        m = _VIA_BRANCH_RE.fullmatch(raw) if raw is not None else None
+        if m is not None and (len(index) == len(items) or _count_key(items, "via") == 1):
+            transport, sent_host, sent_port, rport, branch = m.groups()
+            number = int(sent_port) if sent_port is not None else None
+            if number is not None and number > 65535:
+                raise SipParseError(f"bad port in Via: {m.string[:80]!r}")
+            if rport is None and sent_host == host:
+                return
+            sent_by = sent_host if number is None else f"{sent_host}:{number}"
+            value = (
+                f"SIP/2.0/{transport} {sent_by};rport={port};branch={branch};received={host}"
+                if rport is not None
+                else f"SIP/2.0/{transport} {sent_by};branch={branch};received={host}"
+            )
+            pos = 0
+            while items[pos][0] != "via":
+                pos += 1
+            items[pos] = ("via", items[pos][1], value)
+            index["via"] = value
+            self._top = self._vias = None
+            return
+        vias = self.vias
+        top = vias[0]
+        changed = False
+        if top.host != host:
+            top.params["received"] = host
+            changed = True
+        if "rport" in top.params:
+            top.params["rport"] = str(port)
+            if "received" not in top.params:
+                top.params["received"] = host
+            changed = True
+        if changed:
+            headers.set_all("Via", [str(v) for v in vias])
 
     def _start_line(self) -> str:
         return f"{self.method} {self.uri} SIP/2.0"

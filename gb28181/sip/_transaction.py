@@ -54,7 +54,11 @@ duration and never cancelled: a record whose state has moved on is dropped
 when it reaches the head. With the caller's clock monotonic (it is, in the
 glue) each FIFO is in deadline order; were it ever to go backwards, a FIFO
 head would hold back earlier deadlines behind it, so these timers may fire
-late but never early (both are lower bounds).
+late but never early (both are lower bounds). Being lower bounds, they are
+also reported ``server_timer_slack`` late by :meth:`TransactionLayer.get_timer`:
+at a steady 800 keepalives/s, timer J would otherwise wake the event loop
+800 times a second (once per message, 32 s after it), each wake-up costing
+more than the keepalive itself; with 1 s of slack it wakes once a second.
 """
 
 from __future__ import annotations
@@ -137,6 +141,7 @@ class TransactionLayer:
         self._t64 = 64 * cfg.t1
         self._answer_timeout = cfg.answer_timeout if cfg.answer_timeout is not None else self._t64
         self._guard_time = self._answer_timeout
+        self._slack = max(0.0, cfg.server_timer_slack)
         self._max = cfg.max_transactions
         self._report_terminated = cfg.report_terminated
         self._txns: dict[TransactionKey, Transaction] = {}
@@ -192,42 +197,67 @@ class TransactionLayer:
         :raises SipLocalError: ``message`` is neither a request nor a response.
         """
         if isinstance(message, SipRequest):
-            method = message.method
-            if method == "INVITE" or method == "ACK" or method == "CANCEL":
-                self._receive_request(message, addr, now, reliable, conn_id)
-                return
-            # The hot path: REGISTER, MESSAGE... The key is read from the raw
-            # top Via as via_branch_sent_by() would (same result, same text);
-            # anything unusual (a list, quotes, no cookie) takes server_key().
-            raw = message.headers.get("Via")
-            key = None
-            if raw is not None and "," not in raw and '"' not in raw:
-                start = raw.find(";branch=")
-                if start > 0 and raw.startswith("z9hG4bK", start + 8):
-                    fields = raw[: raw.find(";")].split()
-                    end = raw.find(";", start + 8)
-                    branch = (raw[start + 8 :] if end < 0 else raw[start + 8 : end]).strip()
-                    if len(fields) > 1 and len(branch) > 7:
-                        key = _new(TransactionKey, (branch, fields[-1], method, True))
-            if key is None:
-                key = server_key(message)
-            nist = self._nist.get(key)
-            if nist is not None:
-                self._nist_again(nist)
-                return
-            if len(self._txns) + len(self._nist) >= self._max:
-                self.stats.dropped_over_limit += 1
-                return
-            self.stats.server_created += 1
-            # A new transaction in Trying (§17.2.2), guarded until the TU answers.
-            nist = [key, _S.TRYING, message, addr, conn_id, reliable, None, now + self._guard_time]
-            self._nist[key] = nist
-            self._guard.append(nist)
-            self._events.append(_new(RequestReceived, (message, key, addr, conn_id)))
+            key = self.receive_request(message, addr, now, reliable=reliable, conn_id=conn_id)
+            if key is not None:
+                self._events.append(_new(RequestReceived, (message, key, addr, conn_id)))
         elif isinstance(message, SipResponse):
             self._receive_response(message, addr, now, conn_id)
         else:
             raise SipLocalError(f"not a SIP request or response: {message!r}")
+
+    def receive_request(
+        self,
+        message: SipRequest,
+        addr: object,
+        now: float,
+        *,
+        reliable: bool,
+        conn_id: object | None = None,
+    ) -> TransactionKey | None:
+        """Like :meth:`receive_message` for a request, minus the :class:`RequestReceived` event.
+
+        The direct road of the hot path (REGISTER, keepalive MESSAGE): a new
+        non-INVITE request opens its server transaction and its key is returned,
+        and the caller answers it with :meth:`send_response` right away, as the TU
+        would on the event. ``None`` means there is nothing for the TU: a
+        retransmission (absorbed, or answered again from the transaction, §17.2.2),
+        a request dropped over ``max_transactions``, or an INVITE, ACK or CANCEL,
+        which take their usual road (their events are queued).
+
+        :raises SipRemoteError: as :meth:`receive_message`.
+        """
+        method = message.method
+        if method == "INVITE" or method == "ACK" or method == "CANCEL":
+            self._receive_request(message, addr, now, reliable, conn_id)
+            return None
+        # The hot path: REGISTER, MESSAGE... The key is read from the raw
+        # top Via as via_branch_sent_by() would (same result, same text);
+        # anything unusual (a list, quotes, no cookie) takes server_key().
+        raw = message.headers.get("Via")
+        key = None
+        if raw is not None and "," not in raw and '"' not in raw:
+            start = raw.find(";branch=")
+            if start > 0 and raw.startswith("z9hG4bK", start + 8):
+                fields = raw[: raw.find(";")].split()
+                end = raw.find(";", start + 8)
+                branch = (raw[start + 8 :] if end < 0 else raw[start + 8 : end]).strip()
+                if len(fields) > 1 and len(branch) > 7:
+                    key = _new(TransactionKey, (branch, fields[-1], method, True))
+        if key is None:
+            key = server_key(message)
+        nist = self._nist.get(key)
+        if nist is not None:
+            self._nist_again(nist)
+            return None
+        if len(self._txns) + len(self._nist) >= self._max:
+            self.stats.dropped_over_limit += 1
+            return None
+        self.stats.server_created += 1
+        # A new transaction in Trying (§17.2.2), guarded until the TU answers.
+        nist = [key, _S.TRYING, message, addr, conn_id, reliable, None, now + self._guard_time]
+        self._nist[key] = nist
+        self._guard.append(nist)
+        return key
 
     def send_request(
         self,
@@ -427,13 +457,14 @@ class TransactionLayer:
         guard = self._guard
         while guard and guard[0][NIST_STATE] not in _UNANSWERED:
             guard.popleft()
-        if guard and (best is None or guard[0][NIST_DEADLINE] < best):
-            best = guard[0][NIST_DEADLINE]
+        slack = self._slack
+        if guard and (best is None or guard[0][NIST_DEADLINE] + slack < best):
+            best = guard[0][NIST_DEADLINE] + slack
         timer_j = self._timer_j
         while timer_j and timer_j[0][NIST_STATE] is not _S.COMPLETED:
             timer_j.popleft()
-        if timer_j and (best is None or timer_j[0][NIST_DEADLINE] < best):
-            best = timer_j[0][NIST_DEADLINE]
+        if timer_j and (best is None or timer_j[0][NIST_DEADLINE] + slack < best):
+            best = timer_j[0][NIST_DEADLINE] + slack
         return best
 
     def messages_to_send(self) -> list[Outgoing]:
@@ -613,6 +644,9 @@ class TransactionLayer:
             _new(Outgoing, (resp, nist[NIST_ADDR], nist[NIST_CONN_ID], reliable, nist[NIST_KEY]))
         )
         if final:
+            # Only retransmissions of the response are left to do: let the request
+            # go now rather than keep it (and its parsed headers) for timer J's 32 s.
+            nist[NIST_REQUEST] = None
             if reliable:  # timer J is zero: the cheap path of a registrar on TCP
                 nist[NIST_STATE] = _S.TERMINATED
                 self._finish_nist(nist)

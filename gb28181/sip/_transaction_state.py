@@ -63,6 +63,10 @@ class TransactionConfig:
     max_transactions: int = 100_000
     #: Emit :class:`TransactionTerminated` for every transaction that ends.
     report_terminated: bool = True
+    #: How late the two lower-bound timers of non-INVITE server transactions (timer J and
+    #: the answer guard) may fire, so that one wake-up ends every transaction due within it
+    #: instead of one wake-up per message; 0 = exactly on time (the platform uses 1 s).
+    server_timer_slack: float = 0.0
 
     @property
     def timer_b(self) -> float:
@@ -260,7 +264,7 @@ class Transaction:
 NonInviteServer = list[Any]
 NIST_KEY = 0  # TransactionKey
 NIST_STATE = 1  # TransactionState: TRYING, PROCEEDING, COMPLETED or TERMINATED
-NIST_REQUEST = 2  # SipRequest
+NIST_REQUEST = 2  # SipRequest; None once a final response is sent (nothing reads it then)
 NIST_ADDR = 3  # object
 NIST_CONN_ID = 4  # object | None
 NIST_RELIABLE = 5  # bool

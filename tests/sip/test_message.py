@@ -12,7 +12,7 @@ import random
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from gb28181.sip import (
@@ -726,3 +726,92 @@ def test_mutated_captures_seeded_sweep() -> None:
                 else:
                     data[pos:pos] = rng.choice(TOKENS)
             parse_or_sip_error(bytes(data))
+
+
+# -- RFC 3581 stamping of the top Via ---------------------------------------------------------
+def _stamp_reference(request: SipRequest, host: str, port: int) -> None:
+    """The general algorithm (parse every Via, edit, re-serialise), kept as the oracle."""
+    vias = request.vias
+    top = vias[0]
+    changed = False
+    if top.host != host:
+        top.params["received"] = host
+        changed = True
+    if "rport" in top.params:
+        top.params["rport"] = str(port)
+        if "received" not in top.params:
+            top.params["received"] = host
+        changed = True
+    if changed:
+        request.headers.set_all("Via", [str(v) for v in vias])
+
+
+def _with_vias(vias: list[str]) -> bytes:
+    lines = [
+        "REGISTER sip:34020000002000000001@3402000000 SIP/2.0",
+        *(f"Via: {v}" for v in vias),
+        "From: <sip:34020000001320000001@3402000000>;tag=1",
+        "To: <sip:34020000001320000001@3402000000>",
+        "Call-ID: stamp@x",
+        "CSeq: 1 REGISTER",
+        "Content-Length: 0",
+    ]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+
+_via_host = st.sampled_from(["10.0.0.9", "192.0.2.1", "cam.example", "[2001:db8::1]", "0.0.0.0"])
+_via_port = st.sampled_from(["", ":5060", ":05060", ":65535", ":65536", ":1"])
+_via_params = st.sampled_from(
+    [
+        ";rport;branch=z9hG4bKa1",
+        ";branch=z9hG4bKa1",
+        ";branch=z9hG4bKa1;rport",
+        ";rport=5;branch=z9hG4bKa1",
+        ";rport;branch=z9hG4bKa1;received=1.2.3.4",
+        ";branch=oldstyle",
+        " ;rport ; branch=z9hG4bKa1",
+        ";RPORT;branch=z9hG4bKa1",
+    ]
+)
+
+
+@settings(max_examples=300, deadline=None)
+@example(  # a bad port is refused even when nothing would be stamped
+    transport="UDP",
+    host="10.0.0.9",
+    port=":65536",
+    params=";branch=z9hG4bKa1",
+    extra=[],
+    source="10.0.0.9",
+    source_port=1,
+)
+@given(
+    transport=st.sampled_from(["UDP", "TCP", "TLS", "udp"]),
+    host=_via_host,
+    port=_via_port,
+    params=_via_params,
+    extra=st.sampled_from([[], ["SIP/2.0/UDP 10.1.1.1:5060;branch=z9hG4bKproxy"]]),
+    source=st.sampled_from(["10.0.0.9", "192.0.2.7"]),
+    source_port=st.integers(min_value=1, max_value=65535),
+)
+def test_stamp_received_matches_the_general_algorithm(
+    transport: str,
+    host: str,
+    port: str,
+    params: str,
+    extra: list[str],
+    source: str,
+    source_port: int,
+) -> None:
+    data = _with_vias([f"SIP/2.0/{transport} {host}{port}{params}", *extra])
+    fast, slow = parse_message(data), parse_message(data)
+    assert isinstance(fast, SipRequest) and isinstance(slow, SipRequest)
+    try:
+        _stamp_reference(slow, source, source_port)
+    except SipParseError:
+        with pytest.raises(SipParseError):
+            fast.stamp_received(source, source_port)
+        return
+    fast.stamp_received(source, source_port)
+    assert bytes(fast) == bytes(slow)
+    assert fast.top_via == slow.top_via

@@ -963,3 +963,68 @@ def test_non_invite_and_invite_timers_due_together_fire_in_deadline_order() -> N
         TransactionTerminated,
     ]
     assert len(layer) == 0
+
+
+# ------------------------------------------------------- the direct road (receive_request)
+def test_receive_request_opens_the_transaction_without_an_event() -> None:
+    layer = udp()
+    msg = request("REGISTER")
+    key = layer.receive_request(msg, PEER, 0.0, reliable=False)
+    assert key is not None and layer.state_of(key) is TransactionState.TRYING
+    assert events(layer) == []  # the caller answers at once instead
+    resp = make_response(msg, 200, to_tag="s")
+    layer.send_response(key, resp, 0.1)
+    assert sent(layer) == [Outgoing(resp, PEER, None, False, key)]
+    # §17.2.2: the retransmission gets the same response and nothing for the TU.
+    assert layer.receive_request(msg, PEER, 0.5, reliable=False) is None
+    assert [o.message for o in sent(layer)] == [resp]
+    assert events(layer) == []
+
+
+def test_receive_request_leaves_invite_ack_and_cancel_to_the_events() -> None:
+    layer = udp(trying_delay=None)
+    invite = request("INVITE")
+    assert layer.receive_request(invite, PEER, 0.0, reliable=False) is None
+    (event,) = events(layer)
+    assert isinstance(event, RequestReceived) and event.request is invite
+
+
+def test_receive_request_drops_over_the_limit() -> None:
+    layer = udp(max_transactions=1)
+    assert layer.receive_request(request("MESSAGE"), PEER, 0.0, reliable=False) is not None
+    other = request("MESSAGE", branch="z9hG4bKother")
+    assert layer.receive_request(other, PEER, 0.0, reliable=False) is None
+    assert layer.stats.dropped_over_limit == 1
+
+
+def test_an_answered_request_is_not_kept_for_timer_j() -> None:
+    layer = udp()
+    msg = request("MESSAGE")
+    key = layer.receive_request(msg, PEER, 0.0, reliable=False)
+    assert key is not None
+    layer.send_response(key, make_response(msg, 200, to_tag="s"), 0.0)
+    sent(layer)
+    assert layer._nist[key][2] is None  # NIST_REQUEST: only the response is resent now
+    layer.receive_request(msg, PEER, 1.0, reliable=False)
+    assert statuses(sent(layer)) == [200]
+
+
+def test_server_timer_slack_batches_timer_j() -> None:
+    layer = udp(server_timer_slack=1.0)
+    keys = []
+    for n in range(3):
+        msg = request("MESSAGE", branch=f"z9hG4bKslack{n}")
+        key = layer.receive_request(msg, PEER, n * 0.3, reliable=False)
+        assert key is not None
+        layer.send_response(key, make_response(msg, 200, to_tag="s"), n * 0.3)
+        keys.append(key)
+    assert layer.get_timer() == pytest.approx(33.0)  # the first timer J (32.0) plus slack
+    layer.handle_timer(33.0)  # ends the three at once: all were due by then
+    assert len(layer) == 0 and layer.get_timer() is None
+    assert events(layer) == [TransactionTerminated(k) for k in keys]
+
+
+def test_server_timer_slack_never_delays_the_exact_timers() -> None:
+    layer = udp(server_timer_slack=1.0)
+    layer.send_request(request("MESSAGE", branch="z9hG4bKcli"), PEER, 0.0, reliable=False)
+    assert layer.get_timer() == 0.5  # timer E, exact
