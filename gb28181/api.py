@@ -17,6 +17,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from authz import Principal
+
+from .api_auth import denied_json, principal_of
+from .authorizer import AuthorizationDenied
 from .metrics import CONTENT_TYPE_LATEST, Metrics
 from .registrar import DeviceState, Registrar
 from .store import Store
@@ -82,8 +86,21 @@ def build_app(
     store: Store,
     ready: Callable[[], Awaitable[bool]],
     extra_routes: Sequence[BaseRoute] = (),
+    *,
+    device_visible: Callable[[Principal, str], bool] | None = None,
 ) -> Starlette:
-    """Build the ASGI app over the running services (``extra_routes``: other services')."""
+    """Build the ASGI app over the running services (``extra_routes``: other services').
+
+    ``device_visible(principal, device_id)``: whether a device is listed to the principal
+    (the server passes :meth:`gb28181.authorizer.Authorizer.device_visible`); ``None`` lists
+    every device (route tests without authentication).
+    """
+
+    def _shown(request: Request, device_id: str) -> bool:
+        if device_visible is None:
+            return True
+        principal = principal_of(request)
+        return principal is not None and device_visible(principal, device_id)
 
     async def healthz(request: Request) -> Response:
         return JSONResponse({"status": "ok"})
@@ -102,6 +119,7 @@ def build_app(
         kind = request.query_params.get("type")
         items = sorted(registrar.devices.values(), key=lambda s: s.record.device_id)
         items = [s for s in items if s.registered or s.record.registered_at is not None]
+        items = [s for s in items if _shown(request, s.record.device_id)]
         if online is not None:
             want = online.lower() in ("1", "true", "yes")
             items = [s for s in items if s.record.online == want]
@@ -115,7 +133,7 @@ def build_app(
     def _device(request: Request) -> DeviceState:
         device_id = request.path_params["device_id"]
         st = registrar.get(device_id)
-        if st is None or st.record.registered_at is None:
+        if st is None or st.record.registered_at is None or not _shown(request, device_id):
             raise ApiError(404, "not_found", f"device {device_id} is not known")
         return st
 
@@ -142,6 +160,11 @@ def build_app(
         assert isinstance(exc, ApiError)
         return JSONResponse({"error": exc.error, "reason": exc.reason}, status_code=exc.status)
 
+    async def denied(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, AuthorizationDenied)
+        headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+        return JSONResponse(denied_json(exc), status_code=exc.status, headers=headers)
+
     routes = [
         Route("/healthz", healthz),
         Route("/readyz", readyz),
@@ -151,4 +174,5 @@ def build_app(
         Route("/api/v1/devices/{device_id}/status-history", device_history),
         *extra_routes,
     ]
-    return Starlette(routes=routes, exception_handlers={ApiError: api_error})
+    handlers = {ApiError: api_error, AuthorizationDenied: denied}
+    return Starlette(routes=routes, exception_handlers=handlers)

@@ -18,10 +18,14 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from authz import Action
+
 from . import manscdp
 from .alarms import AlarmService
 from .api import MAX_PAGE, ApiError, int_param, iso_time
-from .catalog import CatalogNode, CatalogTree
+from .api_auth import client_source, enforce, principal_of, visible_ids
+from .authorizer import AuthorizationDenied, Authorizer
+from .catalog import CatalogNode, CatalogTree, ChannelStatus, NodeKind
 from .catalog_sync import CatalogService
 from .controls import CONTROL_BUILDERS, ControlError, build_control
 from .correlator import QueryDone
@@ -33,6 +37,8 @@ from .subscriptions import SubscriptionService
 
 __all__ = ["channel_json", "device_routes", "message_json"]
 
+#: Controls that move the camera or its lens: one holder at a time (control arbitration).
+ARBITRATED_CONTROLS = frozenset({"ptz", "preset", "aux", "home-position"})
 #: Nodes rendered by one tree request (the rest are counted, not shown).
 MAX_TREE_NODES = 20000
 _MAX_BODY = 16384
@@ -57,14 +63,17 @@ def message_json(value: Any) -> Any:
     return value
 
 
-def channel_json(node: CatalogNode) -> dict[str, Any]:
-    """The public view of one catalog node."""
+def channel_json(node: CatalogNode, online: bool = True) -> dict[str, Any]:
+    """The public view of one catalog node. ``online``: whether the device or lower platform
+    carrying it is online; while it is not, its channels show ``OFF`` (the status it last
+    reported comes back with it)."""
     item = node.item
     return {
         "id": node.channel_id,
         "name": node.name,
         "kind": node.kind.value,
-        "status": node.status.value,
+        "status": _status(node, online),
+        "reported_status": node.status.value,
         "parent_ids": list(node.parent_ids),
         "manufacturer": item.manufacturer,
         "model": item.model,
@@ -80,13 +89,20 @@ def channel_json(node: CatalogNode) -> dict[str, Any]:
     }
 
 
-def _record_json(rec: ChannelRecord) -> dict[str, Any]:
+def _status(node: CatalogNode, online: bool) -> str:
+    if not online and node.kind is NodeKind.CHANNEL:
+        return ChannelStatus.OFF.value
+    return node.status.value
+
+
+def _record_json(rec: ChannelRecord, online: bool = True) -> dict[str, Any]:
+    off = not online and rec.kind == NodeKind.CHANNEL.value
     return {
         "device_id": rec.device_id,
         "id": rec.channel_id,
         "name": rec.name,
         "kind": rec.kind,
-        "status": rec.status,
+        "status": ChannelStatus.OFF.value if off else rec.status,
         "parent_ids": list(rec.parent_ids),
         "security_class": rec.security_class,
         "owner_department": rec.owner_department,
@@ -94,9 +110,13 @@ def _record_json(rec: ChannelRecord) -> dict[str, Any]:
     }
 
 
-def _tree_json(tree: CatalogTree) -> tuple[list[dict[str, Any]], int]:
+def _tree_json(
+    tree: CatalogTree, online: bool = True, hide: frozenset[str] = frozenset()
+) -> tuple[list[dict[str, Any]], int]:
+    """The rendered roots and how many nodes were not rendered (``hide``: nodes the caller
+    may not view; neither rendered nor counted)."""
     budget = [MAX_TREE_NODES]
-    seen: set[str] = set()
+    seen: set[str] = set(hide)
 
     def render(node: CatalogNode) -> dict[str, Any]:
         seen.add(node.channel_id)
@@ -105,7 +125,7 @@ def _tree_json(tree: CatalogTree) -> tuple[list[dict[str, Any]], int]:
             "id": node.channel_id,
             "name": node.name,
             "kind": node.kind.value,
-            "status": node.status.value,
+            "status": _status(node, online),
         }
         kids = [c for c in tree.children(node.channel_id) if c.channel_id not in seen]
         if kids:
@@ -202,15 +222,36 @@ def device_routes(
     alarms: AlarmService | None = None,
     faults: FaultService | None = None,
     subscriptions: SubscriptionService | None = None,
+    authorizer: Authorizer | None = None,
 ) -> list[Route]:
-    """The device-management routes under ``/api/v1``."""
+    """The device-management routes under ``/api/v1``.
+
+    With ``authorizer``: devices and channels are listed only when the caller may view them
+    (a hidden device is 404, as if unknown); RecordInfo needs PLAYBACK of its target and a
+    DeviceControl CONTROL, PTZ-family controls through control arbitration (409 while another
+    holder has the camera, with the remaining seconds).
+    """
 
     def _device(request: Request) -> DeviceState:
         device_id = request.path_params["device_id"]
         st = registrar.get(device_id)
-        if st is None or st.record.registered_at is None:
+        if st is None or st.record.registered_at is None or not _device_shown(request, device_id):
             raise ApiError(404, "not_found", f"device {device_id} is not known")
         return st
+
+    def _device_shown(request: Request, device_id: str) -> bool:
+        if authorizer is None:
+            return True
+        principal = principal_of(request)
+        return principal is not None and authorizer.device_visible(principal, device_id)
+
+    def _shown_nodes(request: Request, nodes: list[CatalogNode]) -> list[CatalogNode]:
+        shown = visible_ids(request, authorizer, [n.channel_id for n in nodes])
+        return nodes if shown is None else [n for n in nodes if n.channel_id in shown]
+
+    def _online(device_id: str) -> bool:
+        st = registrar.get(device_id)
+        return st is not None and st.record.online
 
     def _channel(request: Request) -> str | None:
         channel = request.query_params.get("channel")
@@ -242,9 +283,11 @@ def device_routes(
         nodes: list[CatalogNode] = []
         if tree is not None:
             nodes = tree.children(parent) if parent else sorted(tree, key=_node_id)
+        online = st.record.online
         status = request.query_params.get("status")
         if status:
-            nodes = [n for n in nodes if n.status.value == status.upper()]
+            nodes = [n for n in nodes if _status(n, online) == status.upper()]
+        nodes = _shown_nodes(request, nodes)
         page = nodes[offset : offset + limit]
         return JSONResponse(
             {
@@ -252,7 +295,7 @@ def device_routes(
                 "offset": offset,
                 "sync": catalogs.last_result.get(st.record.device_id),
                 "last_sync": iso_time(catalogs.last_sync.get(st.record.device_id)),
-                "items": [channel_json(n) for n in page],
+                "items": [channel_json(n, online) for n in page],
             }
         )
 
@@ -261,11 +304,18 @@ def device_routes(
         tree = catalogs.trees.get(st.record.device_id)
         if tree is None:
             return JSONResponse({"total": 0, "counts": {}, "roots": [], "not_shown": 0})
-        roots, not_shown = _tree_json(tree)
+        hide: frozenset[str] = frozenset()
+        if authorizer is not None:
+            channels = [n.channel_id for n in tree if n.kind is NodeKind.CHANNEL]
+            hide = frozenset(channels) - (visible_ids(request, authorizer, channels) or set())
+        roots, not_shown = _tree_json(tree, st.record.online, hide)
         counts = {k.value: v for k, v in tree.count_by_kind().items()}
+        if hide:
+            counts[NodeKind.CHANNEL.value] -= len(hide)
         return JSONResponse(
-            {"total": len(tree), "counts": counts, "roots": roots, "not_shown": not_shown}
-        )
+            {"total": len(tree) - len(hide), "counts": counts, "roots": roots,
+             "not_shown": not_shown}
+        )  # fmt: skip
 
     async def search_channels(request: Request) -> Response:
         text = request.query_params.get("q", "")
@@ -274,7 +324,11 @@ def device_routes(
         limit = int_param(request, "limit", 50, 1, MAX_PAGE)
         offset = int_param(request, "offset", 0, 0, 10**9)
         rows = await store.search_channels(text, limit=limit, offset=offset)
-        return JSONResponse({"offset": offset, "items": [_record_json(r) for r in rows]})
+        shown = visible_ids(request, authorizer, [r.channel_id for r in rows])
+        if shown is not None:
+            rows = [r for r in rows if r.channel_id in shown]
+        items = [_record_json(r, _online(r.device_id)) for r in rows]
+        return JSONResponse({"offset": offset, "items": items})
 
     async def sync_catalog(request: Request) -> Response:
         st = _device(request)
@@ -300,6 +354,8 @@ def device_routes(
         kind = request.query_params.get("type", "all")
         if kind not in ("all", "time", "alarm", "manual"):
             raise ApiError(400, "bad_parameter", "type must be all, time, alarm or manual")
+        target = _channel(request) or _device(request).record.device_id
+        enforce(request, authorizer, Action.PLAYBACK, target)
         return await _ask(
             request,
             lambda t: manscdp.RecordInfoQuery(
@@ -335,6 +391,8 @@ def device_routes(
         except ControlError as exc:
             raise ApiError(400, "bad_parameter", str(exc)) from None
         device_id = st.record.device_id
+        if authorizer is not None:
+            _authorize_control(request, authorizer, name, channel or device_id, params)
         message = dataclasses.replace(message, device_id=channel or device_id)
         response = await _guard(queries.control(device_id, message))
         return JSONResponse(
@@ -435,6 +493,22 @@ def device_routes(
         Route(f"{base}/config", config),
         Route(base + "/{control}", control, methods=["POST"]),
     ]
+
+
+def _authorize_control(
+    request: Request, authorizer: Authorizer, name: str, target: str, params: Any
+) -> None:
+    """CONTROL of ``target``; camera-moving controls through arbitration (``"emergency":
+    true`` in the body asks for emergency priority)."""
+    principal = principal_of(request)
+    if principal is None:
+        raise AuthorizationDenied("no authenticated principal", "unauthenticated", status=401)
+    source = client_source(request.scope)
+    if name in ARBITRATED_CONTROLS:
+        emergency = isinstance(params, dict) and params.get("emergency") is True
+        authorizer.require_control(principal, target, emergency=emergency, source=source)
+    else:
+        authorizer.check(principal, Action.CONTROL, target, source=source)
 
 
 def _node_id(node: CatalogNode) -> str:

@@ -8,7 +8,8 @@ the receiver when the answer's ``y=`` differs (devices that send their own SSRC)
 active connects to the address of the answer. Later plays of the same channel join the running
 session as further consumers (one camera stream, many viewers); when the last consumer leaves,
 BYE follows after an idle delay, so a viewer who reloads the page does not re-invite the camera.
-A BYE from the device, or no media for the worker's timeout, ends the session.
+A BYE from the device, or no media for the worker's timeout, ends the session (not while a
+Playback is paused: :meth:`CallService.set_paused`).
 
 The media worker (:class:`media.worker.RelayWorker`) runs its own thread; its commands are short
 and go through :meth:`RelayWorker.call`. Its events are polled by :meth:`CallService.run`.
@@ -26,7 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from media.relay import StreamStarted, StreamTimedOut
+from media.relay import KeyframeSent, StreamStarted, StreamTimedOut
 from media.snapshot import DEFAULT_QUALITY, SnapshotError, keyframe_jpeg
 from media.worker import Mode, RelayWorker, WorkerError
 
@@ -64,9 +65,20 @@ BYE_TIMEOUT = 5.0
 ABANDONED_KEEP = 64.0
 #: Seconds between polls of the worker's event queue.
 EVENT_POLL = 0.2
+#: Seconds between restarts of a receiver's no-media clock while its INVITE is unanswered.
+HOLD_INTERVAL = 1.0
 # Seconds between samples of the worker's counters for the media metrics.
 MEDIA_SAMPLE = 5.0
-_MEDIA_COUNTERS = ("packets", "bytes", "forwarded", "lost", "reordered", "duplicates", "keyframes")
+_MEDIA_COUNTERS = (
+    "packets",
+    "bytes",
+    "forwarded",
+    "lost",
+    "reordered",
+    "duplicates",
+    "keyframes",
+    "frames",
+)
 
 
 class CallError(Exception):
@@ -86,6 +98,8 @@ class Consumer:
     consumer_id: int
     output: tuple[str, int, str] | None = None
     output_id: int | None = None
+    #: The port we listen on for a ``tcp-passive`` output (the consumer connects to it).
+    local_port: int | None = None
 
 
 @dataclass(eq=False)
@@ -105,10 +119,19 @@ class PlaySession:
     answer_ssrc: str | None = None
     device_media: tuple[str, int] | None = None
     started_at: float | None = None
+    #: When the first keyframe went out to a consumer (the end of the start latency).
+    keyframe_at: float | None = None
     consumers: dict[int, Consumer] = field(default_factory=dict)
     ready: asyncio.Future[None] | None = None
     idle: asyncio.TimerHandle | None = None
     end_reason: str | None = None
+    #: ``Play`` (shared live stream) or ``Playback``/``Download`` of the device's own storage
+    #: (one viewer, not shared; ``time_range`` is the ``t=`` line, notes §6.9).
+    kind: str = "Play"
+    time_range: tuple[int, int] | None = None
+    download_speed: int | None = None
+    #: A Playback the viewer paused (MANSRTSP ``PAUSE`` forwarded): the no-media clock stops.
+    paused: bool = False
 
 
 class CallService:
@@ -130,6 +153,7 @@ class CallService:
         media_host: str,
         stream_mode: Callable[[str], str] = lambda device_id: "UDP",
         invite_timeout: float = 15.0,
+        platform_invite_timeout: float | None = None,
         idle_delay: float = 10.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -141,6 +165,9 @@ class CallService:
         self.media_host = media_host
         self.stream_mode = stream_mode
         self.invite_timeout = invite_timeout
+        #: For lower platforms (type 200): they invite their own device before answering and
+        #: often take tens of seconds (notes §9).
+        self.platform_invite_timeout = platform_invite_timeout
         self.idle_delay = idle_delay
         self.clock = clock
         self.sessions: dict[str, PlaySession] = {}
@@ -159,15 +186,19 @@ class CallService:
         self._bitrates: dict[int, float] = {}
         self._sampled_at: float | None = None
         signalling.metrics.bind_media(self.media_sample)
+        #: Told (session, reason) when a session ends, whatever ended it (inbound calls BYE
+        #: their callers).
+        self.on_end: list[Callable[[PlaySession, str], None]] = []
 
     # -- public API -------------------------------------------------------------------------
 
     async def play(
-        self, channel_id: str, output: tuple[str, int, str] | None = None
+        self, channel_id: str, output: tuple[str, int, str] | None = None, *, ssrc: int = 0
     ) -> tuple[PlaySession, Consumer]:
         """Start (or join) the live stream of ``channel_id``; return it and the new consumer.
 
         :param output: ``(host, port, transport)`` to forward the stream to (``udp``/``tcp``).
+        :param ssrc: the RTP SSRC the output carries (the ``y=`` a SIP caller asked for).
         :raises CallError: unknown channel, device unreachable, refused, no answer in time.
         """
         session = self._by_channel.get(channel_id)
@@ -186,17 +217,118 @@ class CallService:
             await asyncio.wait([session.ready])
         if session.state != "playing":
             raise CallError(409, "ended", f"session of {channel_id} ended: {session.end_reason}")
-        return session, self.join(session, output)
+        return session, self.join(session, output, ssrc=ssrc)
 
-    def join(self, session: PlaySession, output: tuple[str, int, str] | None) -> Consumer:
+    async def history(
+        self,
+        channel_id: str,
+        start: int,
+        end: int,
+        *,
+        download: bool = False,
+        speed: int = 1,
+        output: tuple[str, int, str] | None = None,
+        ssrc: int = 0,
+    ) -> tuple[PlaySession, Consumer]:
+        """Play back (or download) ``start..end`` (Unix seconds) from the device's own storage.
+
+        The INVITE says ``s=Playback`` or ``s=Download``, ``u=<channel>:0``, ``t=start end``,
+        a history SSRC (leading 1) and, for a download, ``a=downloadspeed`` (notes §6.9). Unlike
+        live play the session is never shared: it has one consumer, ends when the device sends
+        MediaStatus 121 (:meth:`on_media_status`) or BYE, or when :meth:`stop` is called.
+
+        :raises CallError: as :meth:`play`.
+        """
+        session = self._open(channel_id, kind="Download" if download else "Playback")
+        session.time_range = (int(start), int(end))
+        session.download_speed = max(int(speed), 1) if download else None
+        try:
+            await self._invite(session)
+            return session, self.join(session, output, ssrc=ssrc)
+        except BaseException as exc:
+            await self._end(session, str(exc) or type(exc).__name__, bye=session.dialog is not None)
+            raise
+
+    async def info(self, session_id: str, body: bytes) -> SipResponse:
+        """Send a MANSRTSP control body (notes §7) in the session's dialog; return the answer.
+
+        :raises CallError: no such session, no dialog, or no answer in time.
+        """
+        session = self._get(session_id)
+        if session.dialog is None:
+            raise CallError(409, "no_dialog", f"session {session_id} has no dialog")
+        try:
+            request = session.dialog.create_request(
+                "INFO", headers=[("Content-Type", "Application/MANSRTSP")], body=body
+            )
+            return await asyncio.wait_for(
+                self.signalling.send_to_device(request, session.device_id), BYE_TIMEOUT
+            )
+        except DeviceUnreachable as exc:
+            raise CallError(503, "device_unreachable", str(exc)) from None
+        except (TimeoutError, SipRequestTimeout):
+            raise CallError(504, "info_timeout", "no answer to INFO") from None
+        except SipError as exc:
+            raise CallError(409, "no_dialog", str(exc)) from None
+
+    def set_paused(self, session_id: str, paused: bool) -> None:
+        """Stop (``paused``) or restart the no-media clock of a Playback session.
+
+        A device told to pause (MANSRTSP ``PAUSE`` in the session's dialog, notes §7) sends
+        nothing until the next ``PLAY``; that silence must not end the session as a dead
+        stream. Restarted, the clock counts from now.
+
+        :raises CallError: no such session (404).
+        """
+        session = self._get(session_id)
+        if session.paused == paused:
+            return
+        session.paused = paused
+        media_id = session.media_id
+        worker = self.worker
+        command = worker.pause_timeout if paused else worker.resume_timeout
+        what = "paused" if paused else "resumed"
+        try:
+            worker.call(lambda: command(media_id))
+        except WorkerError as exc:
+            log.info("no-media clock not %s session=%s: %s", what, session_id, exc)
+            return
+        log.info("no-media clock %s channel=%s session=%s", what, session.channel_id, session_id)
+
+    def on_media_status(
+        self, request: SipRequest, msg: object, source: object, now: float
+    ) -> SipResponse:
+        """MESSAGE Notify/MediaStatus from a device (notes §4.12): NotifyType 121 ends the
+        Playback/Download session of the same Call-ID (From may name the channel, not the
+        device, so the Call-ID is what routes it), with a BYE. Other types are logged."""
+        session = self._by_call_id.get(request.call_id)
+        notify_type = str(getattr(msg, "notify_type", "") or "")
+        if session is None:
+            log.info("MediaStatus %s for no session call-id=%s", notify_type, request.call_id)
+            return make_response(request, 200, to_tag=request.to.tag or new_tag())
+        if notify_type == "121":
+            log.info("end of file channel=%s session=%s", session.channel_id, session.session_id)
+            asyncio.get_running_loop().create_task(self._end(session, "end of file", bye=True))
+        else:
+            log.info("MediaStatus %s ignored channel=%s", notify_type, session.channel_id)
+        return make_response(request, 200, to_tag=request.to.tag or new_tag())
+
+    def join(
+        self, session: PlaySession, output: tuple[str, int, str] | None, *, ssrc: int = 0
+    ) -> Consumer:
         """Add a consumer (and its output) to a playing session; cancels a pending BYE."""
         consumer = Consumer(next(self._consumer_ids), output)
         if output is not None:
             host, port, transport = output
             try:
-                consumer.output_id = self.worker.call(
-                    lambda: self.worker.add_output(session.media_id, (host, port), transport)
+                output_id = consumer.output_id = self.worker.call(
+                    lambda: self.worker.add_output(session.media_id, (host, port), transport, ssrc)
                 )
+                if transport in ("tcp-passive", "tcp_passive"):
+                    info = self.worker.call(
+                        lambda: self.worker.output_info(session.media_id, output_id)
+                    )
+                    consumer.local_port = int(info["port"])
             except WorkerError as exc:
                 raise CallError(400, "bad_output", str(exc)) from None
         if session.idle is not None:
@@ -243,6 +375,7 @@ class CallService:
             "id": session.session_id,
             "channel": session.channel_id,
             "device": session.device_id,
+            "kind": session.kind,
             "state": session.state,
             "ssrc": session.ssrc,
             "answer_ssrc": session.answer_ssrc,
@@ -324,7 +457,12 @@ class CallService:
         m.sessions = len(live)
         m.consumers = sum(len(s.consumers) for _, s in live)
         m.streams = [
-            StreamSample(s.channel_id, self._bitrates.get(mid, 0.0), len(s.consumers))
+            StreamSample(
+                s.channel_id,
+                self._bitrates.get(mid, 0.0),
+                len(s.consumers),
+                float(self._media_last.get(mid, (0.0, {}))[1].get("fps") or 0.0),
+            )
             for mid, s in live
         ]
         return m
@@ -364,6 +502,11 @@ class CallService:
                     max(session.started_at - session.created_at, 0.0)
                 )
                 log.info("media started channel=%s ssrc=%d", session.channel_id, event.ssrc)
+            elif isinstance(event, KeyframeSent) and session.keyframe_at is None:
+                session.keyframe_at = self.clock()
+                self.signalling.metrics.media_keyframe_seconds.observe(
+                    max(session.keyframe_at - session.created_at, 0.0)
+                )
             elif isinstance(event, StreamTimedOut):
                 reason = "media stopped" if event.started else "no media"
                 log.warning(
@@ -379,15 +522,16 @@ class CallService:
             raise CallError(404, "not_found", f"no session {session_id}")
         return session
 
-    def _next_ssrc(self) -> str:
+    def _next_ssrc(self, history: bool = False) -> str:
         in_use = {s.ssrc for s in self.sessions.values()}
         for _ in range(10000):
-            ssrc = make_ssrc(self.domain, next(self._seq) % 10000, history=False)
+            ssrc = make_ssrc(self.domain, next(self._seq) % 10000, history=history)
             if ssrc not in in_use:
                 return ssrc
-        raise CallError(503, "no_ssrc", "all 10000 live SSRCs of the domain are in use")
+        kind = "history" if history else "live"
+        raise CallError(503, "no_ssrc", f"all 10000 {kind} SSRCs of the domain are in use")
 
-    def _open(self, channel_id: str) -> PlaySession:
+    def _open(self, channel_id: str, kind: str = "Play") -> PlaySession:
         device_id = self.locate(channel_id)
         if device_id is None:
             raise CallError(404, "not_found", f"channel {channel_id} is not known")
@@ -395,7 +539,7 @@ class CallService:
         mode = STREAM_MODES.get(mode_name)
         if mode is None:
             raise CallError(500, "bad_config", f"unknown stream mode {mode_name!r}")
-        ssrc = self._next_ssrc()
+        ssrc = self._next_ssrc(history=kind != "Play")
         try:
             opened = self.worker.call(
                 lambda: self.worker.open_receiver(mode, None, ssrc_to_int(ssrc), None)
@@ -411,21 +555,28 @@ class CallService:
             port=int(opened["port"]),
             media_id=int(opened["session"]),
             created_at=self.clock(),
+            kind=kind,
         )
         self.sessions[session.session_id] = session
-        self._by_channel[channel_id] = session
+        if kind == "Play":
+            self._by_channel[channel_id] = session
         self._by_media[session.media_id] = session
         return session
 
     async def _invite(self, session: PlaySession) -> None:
         sig = self.signalling
+        start, stop = session.time_range or (0, 0)
         offer = build_offer(
-            "Play",
+            session.kind,
             self.server_id,
             self.media_host,
             session.port,
             session.stream_mode,
             session.ssrc,
+            start,
+            stop,
+            channel_id=None if session.kind == "Play" else session.channel_id,
+            download_speed=session.download_speed,
         )
         try:
             request = sig.new_request(
@@ -440,16 +591,24 @@ class CallService:
                 ],
             )
             self._by_call_id[request.call_id] = session
-            response = await asyncio.wait_for(
-                sig.send_to_device(request, session.device_id), self.invite_timeout
-            )
+            timeout = self.invite_timeout_of(session.device_id)
+            holding = asyncio.get_running_loop().create_task(self._hold_receiver(session))
+            try:
+                response = await asyncio.wait_for(
+                    sig.send_to_device(request, session.device_id), timeout
+                )
+            finally:
+                holding.cancel()
+            self._expect_media(session)  # the no-media clock runs from the answer
         except DeviceUnreachable as exc:
             raise CallError(503, "device_unreachable", str(exc)) from None
         except (TimeoutError, SipRequestTimeout):
             self._cancel(request)
             self._abandon(request, session.device_id)
             raise CallError(
-                504, "invite_timeout", f"no final answer to INVITE in {self.invite_timeout:g} s"
+                504,
+                "invite_timeout",
+                f"no final answer to INVITE in {self.invite_timeout_of(session.device_id):g} s",
             ) from None
         if response.status >= 300:
             raise CallError(
@@ -474,6 +633,27 @@ class CallService:
             session.port,
             session.stream_mode,
         )
+
+    async def _hold_receiver(self, session: PlaySession) -> None:
+        """Keep the receiver's no-media clock from running out while the INVITE is being
+        answered (a lower platform may take longer than the no-media timeout)."""
+        while True:
+            await asyncio.sleep(HOLD_INTERVAL)
+            self._expect_media(session)
+
+    def _expect_media(self, session: PlaySession) -> None:
+        media_id = session.media_id
+        try:
+            self.worker.call(lambda: self.worker.expect_media(media_id))
+        except WorkerError as exc:
+            log.debug("no-media clock not restarted session=%s: %s", session.session_id, exc)
+
+    def invite_timeout_of(self, device_id: str) -> float:
+        """Seconds an INVITE through ``device_id`` may take: longer for a lower platform (ID
+        type 200, GB/T 28181 Annex D), which bridges its own device first."""
+        if self.platform_invite_timeout is not None and device_id[10:13] == "200":
+            return self.platform_invite_timeout
+        return self.invite_timeout
 
     def _cancel(self, invite: SipRequest) -> None:
         """CANCEL an INVITE we gave up on (RFC 3261 §9.1), so that a late 200 does not leave
@@ -603,6 +783,11 @@ class CallService:
         self._bitrates.pop(session.media_id, None)
         session.consumers.clear()
         log.info("session ended channel=%s reason=%s", session.channel_id, reason)
+        for listener in self.on_end:
+            try:
+                listener(session, reason)
+            except Exception:
+                log.exception("session end listener failed channel=%s", session.channel_id)
         if bye:
             await self._bye(session)
         else:

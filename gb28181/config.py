@@ -22,6 +22,7 @@ from typing import Any
 from .ids import IdError, IdRange, parse_ranges
 
 __all__ = [
+    "AuthzConfig",
     "Config",
     "ConfigError",
     "DevicesConfig",
@@ -31,6 +32,7 @@ __all__ = [
     "MediaConfig",
     "SipConfig",
     "StorageConfig",
+    "UpstreamConfig",
     "detect_host_address",
     "load_config",
 ]
@@ -94,6 +96,12 @@ class HttpConfig:
 
     listen: str = "127.0.0.1"
     port: int = 8080
+    #: HTTPS: server certificate and key (PEM); empty = plain HTTP (bearer tokens only).
+    tls_cert: str = ""
+    tls_key: str = ""
+    #: CA bundle for client certificates (mutual TLS); callers may then authenticate with
+    #: a permission certificate instead of a bearer token. Needs tls_cert.
+    tls_client_ca: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,6 +139,17 @@ class DevicesConfig:
     alarm_subscribe: bool = True
     #: Seconds between MobilePosition reports asked for in a subscription; 0 = no subscription.
     position_interval: int = 0
+    #: Seconds an INVITE to a lower platform's channel (ID type 200) may take: it invites its
+    #: own device before it answers (notes §9); other devices use ``media.invite_timeout``.
+    platform_invite_timeout: float = 30.0
+    #: Seconds a lower platform's Catalog answer may take (ID type 200; tens of thousands of
+    #: items, one MESSAGE per 200 OK); other devices use ``catalog_timeout``.
+    platform_catalog_timeout: float = 300.0
+    #: Catalog items per MESSAGE/NOTIFY when another platform queries or subscribes to our
+    #: catalog: over UDP, and over TCP/TLS; a body never exceeds ``catalog_answer_max_bytes``.
+    catalog_answer_items: int = 10
+    catalog_answer_items_tcp: int = 50
+    catalog_answer_max_bytes: int = 8000
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,6 +203,10 @@ class MediaConfig:
     invite_timeout: float = 15.0
     #: Seconds between the last consumer leaving and the BYE.
     idle_delay: float = 10.0
+    #: Linux UDP GRO on receive and GSO on send (batches: the relay's per-packet cost); off
+    #: forces the packet-by-packet fallback (used anyway where the kernel lacks them).
+    gro: bool = True
+    gso: bool = True
 
     def mode_of(self, device_id: str) -> str:
         """The stream mode for ``device_id``."""
@@ -195,11 +218,110 @@ class MediaConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class RecordingConfig:
+    """``[recording]``: per-channel recording to segment files (:mod:`gb28181.recordings`).
+
+    Lists are strings so that every key has an environment override: ``always`` is channel
+    IDs separated by commas; ``schedules`` is ``<channel>=HH:MM-HH:MM[;HH:MM-HH:MM]`` entries
+    separated by commas (civil time ``utc_offset`` seconds east of UTC; a window may cross
+    midnight); ``retention_by_class`` is ``<security class>=<days>`` entries.
+    """
+
+    #: Run the recorder (needs ``[media] enabled``).
+    enabled: bool = True
+    #: Directory of the segment files (``<channel>/<YYYYMMDD>/<channel>_<start_ms>.ps``).
+    root: str = "./var/recordings"
+    #: A segment ends at the first keyframe after this many seconds.
+    segment_seconds: float = 60.0
+    #: Recorded bytes reach the OS at least this often (seconds): a crash loses no more.
+    flush_interval: float = 1.0
+    #: Days a segment is kept, unless its channel's security class is in retention_by_class.
+    retention_days: float = 30.0
+    retention_by_class: str = ""
+    #: Bytes all segments may take; the oldest are deleted past it (0 = no quota).
+    quota_bytes: int = 0
+    #: Channels recorded all the time.
+    always: str = ""
+    #: Channels recorded during time windows.
+    schedules: str = ""
+    utc_offset: int = 8 * 3600
+    #: Seconds between retention/quota sweeps and policy checks.
+    check_interval: float = 30.0
+
+    def always_channels(self) -> tuple[str, ...]:
+        """The channel IDs in ``always``."""
+        return tuple(filter(None, (c.strip() for c in self.always.split(","))))
+
+    def retention_classes(self) -> dict[int, float]:
+        """``{security class: days}`` from ``retention_by_class``.
+
+        :raises ValueError: an entry that is not ``<int>=<number>``.
+        """
+        out: dict[int, float] = {}
+        for item in filter(None, (i.strip() for i in self.retention_by_class.split(","))):
+            key, _, value = item.partition("=")
+            out[int(key)] = float(value)
+        return out
+
+    def schedule_windows(self) -> dict[str, tuple[tuple[int, int], ...]]:
+        """``{channel: ((start minute, end minute), ...)}`` from ``schedules``.
+
+        :raises ValueError: a malformed entry or time.
+        """
+
+        def minute(text: str) -> int:
+            hours, _, minutes = text.strip().partition(":")
+            value = int(hours) * 60 + int(minutes or "0")
+            if not 0 <= value <= 24 * 60:
+                raise ValueError(f"time out of range: {text!r}")
+            return value
+
+        out: dict[str, tuple[tuple[int, int], ...]] = {}
+        for item in filter(None, (i.strip() for i in self.schedules.split(","))):
+            channel, sep, spec = item.partition("=")
+            if not sep or not channel.strip():
+                raise ValueError(f"expected <channel>=HH:MM-HH:MM, got {item!r}")
+            windows = []
+            for window in filter(None, (w.strip() for w in spec.split(";"))):
+                first, sep, last = window.partition("-")
+                if not sep:
+                    raise ValueError(f"expected HH:MM-HH:MM, got {window!r}")
+                windows.append((minute(first), minute(last)))
+            out[channel.strip()] = tuple(windows)
+        return out
+
+
+@dataclass(frozen=True, slots=True)
 class CertsConfig:
     """``[certs]``: the platform's certificate authority (``gb28181 certs``)."""
 
     #: Directory holding the CA certificate, key and issued/revoked index.
     ca_dir: str = "./var/ca"
+
+
+@dataclass(frozen=True, slots=True)
+class AuthzConfig:
+    """``[authz]``: the permission levels (regulation.md §4; "our reading" switches)."""
+
+    #: Channels with security_class >= this are specific areas (特定区域).
+    specific_area_threshold: int = 3
+    #: Civil time for certificate windows, seconds east of UTC (China: 28800).
+    utc_offset: int = 8 * 3600
+    level1_views_unshared: bool = False
+    own_department_overrides_specific_area: bool = True
+    level3_control_excludes_specific_areas: bool = True
+    level3_extraction: bool = False
+    level4_extraction: bool = False
+    level4_views_own_department: bool = False
+    snapshot_is_extraction: bool = False
+    #: Seconds without a command after which a PTZ control session ends.
+    control_inactivity: float = 30.0
+    #: Longest control period a level-1 holder may set (seconds).
+    max_control_period: float = 4 * 3600.0
+    #: Longest approval of a grant (seconds).
+    max_grant_seconds: float = 30 * 86400.0
+    #: Named conditions in force, comma-separated (e.g. "wartime"), for certificate windows.
+    flags: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,6 +333,41 @@ class AuditConfig:
     key_file: str = ""
     #: Seconds between background writes of audit records.
     flush_interval: float = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamConfig:
+    """One ``[[upstream]]`` table: an upper platform we register to (cascade, notes §9).
+
+    An array of tables in the TOML file; it has no environment override.
+    """
+
+    #: The upper platform's 20-digit ID (Request-URI user of our REGISTER).
+    id: str = ""
+    #: Its 10-digit SIP domain (From/To of what we send); empty = the first 10 digits of ``id``.
+    domain: str = ""
+    #: Its SIP address and port, and the transport: ``udp`` or ``tcp``.
+    host: str = ""
+    port: int = 5060
+    transport: str = "udp"
+    #: The digest password it gave us.
+    password: str = ""
+    #: Our ID toward it; empty = ``sip.id``.
+    local_id: str = ""
+    #: Registration lifetime asked for (seconds), and seconds between our keepalives.
+    expires: int = 3600
+    keepalive_interval: float = 60.0
+    #: Unanswered keepalives in a row after which we register again.
+    keepalive_misses: int = 3
+    #: Back-off before registering again after a failure: first delay, doubling up to the max.
+    retry_min: float = 5.0
+    retry_max: float = 300.0
+    #: Seconds a REGISTER may go unanswered before it counts as failed.
+    register_timeout: float = 10.0
+    #: Channel IDs and/or group/organisation IDs or ID prefixes shared with it (empty = none).
+    share: tuple[str, ...] = ()
+    #: Optional ID mapping, ours -> published: ``id_map = { "<our id>" = "<published id>" }``.
+    id_map: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -231,9 +388,12 @@ class Config:
     faults: FaultsConfig = field(default_factory=FaultsConfig)
     ids: IdsConfig = field(default_factory=IdsConfig)
     media: MediaConfig = field(default_factory=MediaConfig)
+    recording: RecordingConfig = field(default_factory=RecordingConfig)
     certs: CertsConfig = field(default_factory=CertsConfig)
     audit: AuditConfig = field(default_factory=AuditConfig)
+    authz: AuthzConfig = field(default_factory=AuthzConfig)
     log: LogConfig = field(default_factory=LogConfig)
+    upstream: tuple[UpstreamConfig, ...] = ()
 
 
 def _coerce(key: str, typ: Any, value: Any) -> Any:
@@ -350,6 +510,20 @@ def _validate_sip(sip: SipConfig) -> SipConfig:
 _STREAM_MODES = ("UDP", "TCP-PASSIVE", "TCP-ACTIVE")
 
 
+def _validate_authz(authz: AuthzConfig, http: HttpConfig) -> None:
+    if not 0 <= authz.specific_area_threshold <= 255:
+        raise ConfigError("authz.specific_area_threshold", "must be between 0 and 255")
+    if not -14 * 3600 <= authz.utc_offset <= 14 * 3600:
+        raise ConfigError("authz.utc_offset", "must be within +-14 hours (seconds)")
+    for key in ("control_inactivity", "max_control_period", "max_grant_seconds"):
+        if not getattr(authz, key) > 0:
+            raise ConfigError(f"authz.{key}", "must be positive")
+    if bool(http.tls_cert) != bool(http.tls_key):
+        raise ConfigError("http.tls_cert", "tls_cert and tls_key go together")
+    if http.tls_client_ca and not http.tls_cert:
+        raise ConfigError("http.tls_client_ca", "mutual TLS needs tls_cert and tls_key")
+
+
 def _validate_media(media: MediaConfig) -> None:
     _check_port("media.port_first", media.port_first)
     _check_port("media.port_last", media.port_last)
@@ -368,6 +542,99 @@ def _validate_media(media: MediaConfig) -> None:
         raise ConfigError("media.no_media_timeout", "timeouts must be positive, idle_delay >= 0")
     if media.advertised_host in ("0.0.0.0", "::", "[::]"):
         raise ConfigError("media.advertised_host", "must be an address peers can reach")
+
+
+def _validate_recording(rec: RecordingConfig) -> None:
+    if not rec.root:
+        raise ConfigError("recording.root", "must not be empty")
+    if rec.segment_seconds < 1 or rec.segment_seconds > 3600:
+        raise ConfigError("recording.segment_seconds", "must be between 1 and 3600")
+    if not 0 < rec.flush_interval <= 10:
+        raise ConfigError("recording.flush_interval", "must be positive and at most 10")
+    if rec.retention_days <= 0:
+        raise ConfigError("recording.retention_days", "must be positive")
+    try:
+        classes = rec.retention_classes()
+    except ValueError:
+        raise ConfigError(
+            "recording.retention_by_class", "must be <security class>=<days>, comma separated"
+        ) from None
+    if any(days <= 0 for days in classes.values()):
+        raise ConfigError("recording.retention_by_class", "days must be positive")
+    if rec.quota_bytes < 0:
+        raise ConfigError("recording.quota_bytes", "must be 0 (no quota) or positive")
+    try:
+        rec.schedule_windows()
+    except ValueError as exc:
+        raise ConfigError("recording.schedules", str(exc)) from None
+    if not -14 * 3600 <= rec.utc_offset <= 14 * 3600:
+        raise ConfigError("recording.utc_offset", "must be within +-14 hours (seconds)")
+    if rec.check_interval <= 0:
+        raise ConfigError("recording.check_interval", "must be positive")
+
+
+def _build_upstreams(raw: Any) -> tuple[UpstreamConfig, ...]:
+    """``[[upstream]]``: each table validated, keys named ``upstream[N].key``."""
+    if not isinstance(raw, list):
+        raise ConfigError("upstream", "must be an array of tables ([[upstream]])")
+    hints = typing.get_type_hints(UpstreamConfig)
+    known = {f.name for f in dataclasses.fields(UpstreamConfig)}
+    out: list[UpstreamConfig] = []
+    for n, table in enumerate(raw):
+        where = f"upstream[{n}]"
+        if not isinstance(table, dict):
+            raise ConfigError(where, "must be a table")
+        values: dict[str, Any] = {}
+        for key, value in table.items():
+            if key not in known:
+                raise ConfigError(f"{where}.{key}", "unknown key")
+            if key == "share":
+                if not isinstance(value, list) or not all(
+                    isinstance(v, str) and v.isdigit() and 1 <= len(v) <= 20 for v in value
+                ):
+                    raise ConfigError(f"{where}.share", "must be a list of IDs or ID prefixes")
+                values[key] = tuple(value)
+            elif key == "id_map":
+                if not isinstance(value, dict) or not all(
+                    isinstance(k, str)
+                    and isinstance(v, str)
+                    and len(k) == len(v) == 20
+                    and (k + v).isdigit()
+                    for k, v in value.items()
+                ):
+                    raise ConfigError(f"{where}.id_map", "must map 20-digit IDs to 20-digit IDs")
+                if len(set(value.values())) != len(value):
+                    raise ConfigError(f"{where}.id_map", "two IDs are published as the same ID")
+                values[key] = tuple(value.items())
+            else:
+                values[key] = _coerce(f"{where}.{key}", hints[key], value)
+        up = UpstreamConfig(**values)
+        if len(up.id) != 20 or not up.id.isdigit():
+            raise ConfigError(f"{where}.id", f"must be 20 digits, got {up.id!r}")
+        domain = up.domain or up.id[:10]
+        if not domain.isdigit() or len(domain) not in (8, 10):
+            raise ConfigError(f"{where}.domain", f"must be 10 digits (or 8), got {up.domain!r}")
+        if up.local_id and (len(up.local_id) != 20 or not up.local_id.isdigit()):
+            raise ConfigError(f"{where}.local_id", f"must be 20 digits, got {up.local_id!r}")
+        if not up.host:
+            raise ConfigError(f"{where}.host", "is required")
+        _check_port(f"{where}.port", up.port)
+        if up.transport.lower() not in ("udp", "tcp"):
+            raise ConfigError(f"{where}.transport", f"must be udp or tcp, got {up.transport!r}")
+        if not 10 <= up.expires <= 86400:
+            raise ConfigError(f"{where}.expires", "must be between 10 and 86400 seconds")
+        if up.keepalive_interval <= 0:
+            raise ConfigError(f"{where}.keepalive_interval", "must be positive")
+        if up.keepalive_misses < 1:
+            raise ConfigError(f"{where}.keepalive_misses", "must be at least 1")
+        if up.register_timeout <= 0:
+            raise ConfigError(f"{where}.register_timeout", "must be positive")
+        if not 0 < up.retry_min <= up.retry_max:
+            raise ConfigError(f"{where}.retry_min", "must be positive and not above retry_max")
+        if any(o.id == up.id for o in out):
+            raise ConfigError(f"{where}.id", f"upper platform {up.id} is configured twice")
+        out.append(up)
+    return tuple(out)
 
 
 def load_config(path: str | Path | None = None, env: Mapping[str, str] | None = None) -> Config:
@@ -389,16 +656,21 @@ def load_config(path: str | Path | None = None, env: Mapping[str, str] | None = 
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError("config", f"{path} is not valid TOML: {exc}") from None
     sections: dict[str, type[Any]] = {
-        f.name: typing.get_type_hints(Config)[f.name] for f in dataclasses.fields(Config)
+        f.name: typing.get_type_hints(Config)[f.name]
+        for f in dataclasses.fields(Config)
+        if f.name != "upstream"
     }
     for name, value in raw.items():
+        if name == "upstream":
+            continue  # an array of tables, below
         if name not in sections:
             raise ConfigError(name, "unknown section")
         if not isinstance(value, dict):
             raise ConfigError(name, "must be a table")
-    built = {
+    built: dict[str, Any] = {
         name: _build_section(name, cls, raw.get(name, {}), env) for name, cls in sections.items()
     }
+    built["upstream"] = _build_upstreams(raw.get("upstream", []))
     cfg = Config(**built)
     sip = _validate_sip(cfg.sip)
     _check_port("http.port", cfg.http.port, allow_zero=True)
@@ -422,12 +694,22 @@ def load_config(path: str | Path | None = None, env: Mapping[str, str] | None = 
         raise ConfigError("devices.catalog_poll_interval", "must be 0 (off) or positive")
     if not 0 <= dev.position_interval <= 86400:
         raise ConfigError("devices.position_interval", "must be 0 (off) or 1-86400 seconds")
+    if dev.platform_invite_timeout <= 0:
+        raise ConfigError("devices.platform_invite_timeout", "must be positive")
+    if dev.platform_catalog_timeout <= 0:
+        raise ConfigError("devices.platform_catalog_timeout", "must be positive")
+    if dev.catalog_answer_items < 1 or dev.catalog_answer_items_tcp < 1:
+        raise ConfigError("devices.catalog_answer_items", "must be at least 1")
+    if dev.catalog_answer_max_bytes < 1024:
+        raise ConfigError("devices.catalog_answer_max_bytes", "must be at least 1024")
     hook = cfg.faults.webhook_url
     if hook and not hook.startswith(("http://", "https://")):
         raise ConfigError("faults.webhook_url", f"must be an http(s) URL, got {hook!r}")
     if cfg.faults.webhook_queue < 1 or cfg.faults.webhook_timeout <= 0:
         raise ConfigError("faults.webhook_queue", "queue must be >= 1 and timeout positive")
     _validate_media(cfg.media)
+    _validate_recording(cfg.recording)
+    _validate_authz(cfg.authz, cfg.http)
     if cfg.log.level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         raise ConfigError(
             "log.level", f"must be DEBUG, INFO, WARNING or ERROR, got {cfg.log.level!r}"

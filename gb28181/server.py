@@ -11,40 +11,68 @@ import asyncio
 import contextlib
 import gc
 import hashlib
+import json
 import logging
 import os
 import signal
 import ssl
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import Any
 
 import uvicorn
 
+from authz import (
+    ArbiterConfig,
+    ControlArbiter,
+    Grant,
+    GrantBook,
+    GrantError,
+    Policy,
+    PolicyConfig,
+    Principal,
+)
+from media.playback_worker import PlaybackWorker
+from media.recorder import Recorder
 from media.worker import RelayWorker, WorkerConfig
 
 from . import __version__, manscdp
 from .alarms import AlarmService
 from .api import build_app
+from .api_auth import ApiAuthMiddleware
+from .api_authz import authz_routes, save_grant
 from .api_calls import call_routes
 from .api_devices import device_routes
 from .api_ids import id_routes
+from .api_playback import playback_routes
+from .api_recordings import recording_routes
+from .api_uplinks import uplink_routes
 from .audit import AuditLog, load_key
+from .authorizer import Authorizer, CatalogFacts, grant_from_json
 from .calls import CallService
+from .catalog_responder import CatalogResponder, RegisteredLink
 from .catalog_sync import CatalogService
 from .channel_writer import ChannelWriter
 from .config import Config
 from .faults import FaultService
+from .forwarding import ForwardingService
 from .id_registry import IdRegistry
+from .identity import Identity
 from .ids import IdAllocator
+from .inbound import InboundService
 from .metrics import Metrics
+from .playback import PlaybackService
 from .positions import PositionService
 from .queries import QueryService
-from .registrar import Registrar, RegistrarConfig
+from .recordings import RecordingPolicy, RecordingService
+from .registrar import Registrar, RegistrarConfig, Source
 from .signalling import Signalling
 from .sip import DigestVerifier, NonceIssuer
 from .store import DeviceRecord, StatusEvent, Store, WriteBehind, open_store, parse_store_url
 from .subscriptions import SubscriptionService
+from .uplink_service import UplinkService
+from .upper_requests import UpperRequests
 from .webhook import Webhook
 
 __all__ = ["Platform", "run"]
@@ -55,6 +83,9 @@ log = logging.getLogger(__name__)
 SWEEP_INTERVAL = 2.0
 #: Seconds between reloads of the issued IDs (learns IDs issued by other nodes).
 IDS_RELOAD_INTERVAL = 30.0
+#: Seconds between expiries of control sessions and grants (both also end exactly when
+#: checked: this only moves their state and writes the audit record).
+AUTHZ_TICK = 1.0
 #: Lifetime of digest nonces.
 NONCE_LIFETIME = 300.0
 #: Response CmdTypes routed to the query correlator (answers to what we send).
@@ -130,6 +161,17 @@ class Platform:
         self.ids: IdRegistry | None = None
         self.media: RelayWorker | None = None
         self.calls: CallService | None = None
+        self.playback_worker: PlaybackWorker | None = None
+        self.playback: PlaybackService | None = None
+        self.recordings: RecordingService | None = None
+        self.authorizer: Authorizer | None = None
+        self.identity: Identity | None = None
+        self.channel_facts: CatalogFacts | None = None
+        self.catalog_responder: CatalogResponder | None = None
+        self.inbound: InboundService | None = None
+        self.forwarding: ForwardingService | None = None
+        self.uplinks: UplinkService | None = None
+        self.upper_requests: UpperRequests | None = None
         self.http: uvicorn.Server | None = None
         self._tasks: list[asyncio.Task[None]] = []
         sip = config.sip
@@ -212,13 +254,19 @@ class Platform:
             clock=self.clock,
         )
         await self._start_device_management()
+        await self._start_authz()
         await self._start_ids()
         self._start_calls()
+        self._start_playback()
+        await self._start_recordings()
+        self._start_catalog_responder()
+        self._start_inbound()
         tls = self._tls_context()
         await self.signalling.transport.start(
             cfg.sip.listen, cfg.sip.port, tls_port=cfg.sip.tls_port, tls=tls
         )
         self._tasks.append(asyncio.create_task(self._sweeper(), name="liveness-sweep"))
+        await self._start_uplinks()
         if cfg.http.port >= 0:
             await self._start_http()
         if cfg.sip.password == "12345678":
@@ -252,6 +300,7 @@ class Platform:
             server_id=cfg.sip.id,
             clock=self.clock,
             timeout=cfg.devices.catalog_timeout,
+            platform_timeout=cfg.devices.platform_catalog_timeout,
             refresh_interval=cfg.devices.catalog_refresh_interval,
             concurrency=cfg.devices.catalog_concurrency,
             poll_interval=cfg.devices.catalog_poll_interval,
@@ -292,6 +341,8 @@ class Platform:
                 port_first=media.port_first,
                 port_last=media.port_last,
                 timeout=media.no_media_timeout,
+                gro=media.gro,
+                gso=media.gso,
             )
         )
         self.media.start()
@@ -314,12 +365,323 @@ class Platform:
             media_host=media.advertised_host or sip.advertised_host,
             stream_mode=media.mode_of,
             invite_timeout=media.invite_timeout,
+            platform_invite_timeout=self.config.devices.platform_invite_timeout,
             idle_delay=media.idle_delay,
             clock=self.clock,
         )
         self.signalling.methods["BYE"] = self.calls.on_bye
         self.signalling.on_stray_response.append(self.calls.on_stray_response)
+        # MediaStatus 121 ends a device playback by Call-ID (notes §4.12), so it takes the
+        # request, not just the sender and message.
+        self.signalling.manscdp_handlers[("Notify", "MediaStatus")] = self.calls.on_media_status
         self._tasks.append(asyncio.create_task(self.calls.run(), name="media-events"))
+
+    def _start_playback(self) -> None:
+        """Playback and download of our recordings and the devices' (with ``[media]``)."""
+        assert self.store is not None
+        if self.media is None:
+            return
+        self.playback_worker = PlaybackWorker(self.config.media.listen)
+        self.playback_worker.start()
+        self.playback = PlaybackService(
+            self.playback_worker,
+            self.store,
+            self.config.recording.root,
+            calls=self.calls,
+            domain=self.config.sip.domain,
+            clock=self.clock,
+        )
+        self._tasks.append(asyncio.create_task(self.playback.run(), name="playback-events"))
+
+    async def _start_recordings(self) -> None:
+        """Recording (``[recording]``, needs ``[media]``): the index is reconciled with the
+        disk before any recording starts."""
+        assert self.store is not None and self.catalogs is not None
+        rec = self.config.recording
+        if self.calls is None or not rec.enabled:
+            return
+        catalogs = self.catalogs
+
+        def security_class(channel_id: str) -> int:
+            for tree in catalogs.trees.values():
+                node = tree.get(channel_id)
+                if node is not None:
+                    return int(node.security_class)
+            return 0
+
+        recorder = Recorder(
+            rec.root, segment_seconds=rec.segment_seconds, flush_interval=rec.flush_interval
+        )
+        self.recordings = RecordingService(
+            self.store,
+            self.calls,
+            recorder,
+            RecordingPolicy(
+                segment_seconds=rec.segment_seconds,
+                retention_days=rec.retention_days,
+                retention_by_class=rec.retention_classes(),
+                quota_bytes=rec.quota_bytes,
+                always=rec.always_channels(),
+                schedules=rec.schedule_windows(),
+                utc_offset=rec.utc_offset,
+                check_interval=rec.check_interval,
+            ),
+            security_class=security_class,
+            audit=self.audit,
+            faults=self.faults,
+            alarm_device=self.config.sip.id,
+            clock=self.clock,
+        )
+        await self.recordings.start()
+
+    async def _start_uplinks(self) -> None:
+        """Register to the ``[[upstream]]`` platforms and answer what they ask (cascade)."""
+        assert self.signalling is not None and self.catalogs is not None
+        if not self.config.upstream:
+            return
+        sip = self.config.sip
+        catalogs = self.catalogs
+        uplinks = self.uplinks = UplinkService(
+            self.signalling,
+            self.config.upstream,
+            self.metrics,
+            server_id=sip.id,
+            local_host=sip.advertised_host,
+            user_agent=sip.user_agent,
+            clock=self.clock,
+        )
+        answers = self.upper_requests = UpperRequests(uplinks, version=__version__)
+
+        def channels() -> list[str]:
+            return [
+                node.channel_id
+                for d, tree in catalogs.trees.items()
+                for node in tree
+                if node.channel_id != d
+            ]
+
+        def ancestors(channel_id: str) -> list[str]:
+            for device_id, tree in catalogs.trees.items():
+                node = tree.get(channel_id)
+                if node is None:
+                    continue
+                seen: list[str] = [device_id]
+                todo = list(node.parent_ids)
+                while todo and len(seen) < 64:
+                    parent = todo.pop()
+                    if parent in seen:
+                        continue
+                    seen.append(parent)
+                    above = tree.get(parent)
+                    if above is not None:
+                        todo.extend(above.parent_ids)
+                return seen
+            return []
+
+        uplinks.ancestors = ancestors
+        answers.channels = channels
+        answers.queries = self.queries
+        if self.calls is not None:
+            answers.locate = self.calls.locate
+        # An upper platform is who the certificate bound to its account says (H3's identity).
+        identity = self.identity
+        principal_of = None
+        if identity is not None:
+
+            async def principal_of(upper_id: str) -> Principal | None:
+                return await identity.for_sip_account(upper_id, None)
+
+        answers.install(
+            responder=self.catalog_responder, inbound=self.inbound, principal_of=principal_of
+        )
+        await uplinks.start()
+
+    def _start_inbound(self) -> None:
+        """INVITEs, DeviceControl and RecordInfo from other parties (issues 5, 6): needs the
+        authorizer and the identities; without them INVITE stays unanswered by design (501)."""
+        assert self.signalling is not None and self.registrar is not None
+        assert self.catalogs is not None
+        authorizer = getattr(self, "authorizer", None)
+        identity = getattr(self, "identity", None)
+        if authorizer is None or identity is None:
+            log.info("inbound calls off: no authorizer or identity configured")
+            return
+        catalogs, registrar = self.catalogs, self.registrar
+
+        def locate(channel_id: str) -> str | None:
+            for device_id, tree in catalogs.trees.items():
+                if channel_id in tree and channel_id != device_id:
+                    return device_id
+            return channel_id if registrar.get(channel_id) is not None else None
+
+        sip = self.config.sip
+        self.inbound = InboundService(
+            self.signalling,
+            self.registrar,
+            authorizer,
+            identity,
+            calls=self.calls,
+            playback=getattr(self, "playback", None),
+            server_id=sip.id,
+            domain=sip.domain,
+            media_host=self.config.media.advertised_host or sip.advertised_host,
+            audit=self.audit,
+            clock=self.clock,
+        )
+        self.inbound.install()
+        self.forwarding = ForwardingService(
+            self.inbound,
+            authorizer,
+            self.queries,
+            self.calls.locate if self.calls is not None else locate,
+        )
+        self.forwarding.install()
+
+    def _start_catalog_responder(self) -> None:
+        """Our catalog for registered lower platforms (their Catalog queries and catalog
+        SUBSCRIBEs), filtered by what each may view; the upper-platform side plugs into the
+        same responder (``query_fallback`` / ``subscribe_fallback``, :meth:`CatalogResponder.
+        answer_query`). The authorizer and identities are looked up when used, so the
+        responder works whenever they are configured (until then it publishes nothing)."""
+        assert self.signalling is not None and self.registrar is not None
+        assert self.catalogs is not None and self.queries is not None
+        sig, registrar, queries = self.signalling, self.registrar, self.queries
+        dev = self.config.devices
+        platform = self
+
+        class _Visible:
+            def visible(self, principal: Principal, channel_ids: Iterable[str]) -> list[str]:
+                authorizer = getattr(platform, "authorizer", None)
+                if authorizer is None:
+                    return []
+                return list(authorizer.visible(principal, channel_ids))
+
+        def online(device_id: str) -> bool:
+            st = registrar.get(device_id)
+            return st is not None and st.registered and st.record.online
+
+        def registered(device_id: str) -> bool:
+            st = registrar.get(device_id)
+            return st is not None and st.registered
+
+        def link_of(device_id: str, source: Source) -> RegisteredLink:
+            local = sig.transport.local_addr or ("127.0.0.1", 0)
+            host = self.config.sip.advertised_host or local[0]
+            st = registrar.get(device_id)
+            transport = st.record.transport if st is not None else source.transport
+            transport = transport if transport in ("TCP", "TLS") else "UDP"
+            return RegisteredLink(sig, device_id, f"SIP/2.0/{transport} {host}:{local[1]};rport")
+
+        async def principal_of(device_id: str, source: Source) -> Principal | None:
+            identity = getattr(platform, "identity", None)
+            if identity is None:
+                return None
+            conn = sig.transport.connection(source.conn_id) if source.conn_id else None
+            cert = conn.peer_cert if conn is not None else None
+            principal: Principal | None = await identity.for_sip_account(device_id, cert)
+            return principal
+
+        responder = self.catalog_responder = CatalogResponder(
+            self.catalogs.trees,
+            _Visible(),
+            online,
+            server_id=self.config.sip.id,
+            items_per_message=dev.catalog_answer_items,
+            items_per_message_stream=dev.catalog_answer_items_tcp,
+            max_body=dev.catalog_answer_max_bytes,
+            clock=self.clock,
+        )
+        responder.is_registered = registered
+        responder.link_of = link_of
+        responder.principal_of = principal_of
+        responder.charset_of = queries.charsets.get
+        previous = sig.manscdp_handlers.get(("Query", "Catalog"))
+        if previous is not None:
+            responder.query_fallback = previous
+        sig.manscdp_handlers[("Query", "Catalog")] = responder.on_query
+        if "SUBSCRIBE" in sig.methods:
+            responder.subscribe_fallback = sig.methods["SUBSCRIBE"]
+        sig.methods["SUBSCRIBE"] = responder.on_subscribe
+        self.catalogs.listeners.append(responder.notify_change)
+
+        def availability(event: StatusEvent) -> None:
+            responder.device_availability(event.device_id, event.online, event.at)
+
+        self._status_listeners.append(availability)
+
+        async def sweeper() -> None:
+            while True:
+                await asyncio.sleep(SWEEP_INTERVAL)
+                responder.sweep(self.clock())
+
+        self._tasks.append(asyncio.create_task(sweeper(), name="catalog-subscribers"))
+
+    async def _start_authz(self) -> None:
+        """Identities (CA in ``[certs] ca_dir``), the authorizer over the catalog's channel
+        facts, grants and access lists restored from storage, and the timer that expires
+        control sessions and grants."""
+        assert self.store is not None and self.catalogs is not None
+        assert self.registrar is not None and self.audit is not None
+        cfg, store, registrar = self.config, self.store, self.registrar
+        self.identity = Identity(store, cfg.certs.ca_dir, clock=self.clock)
+        az = cfg.authz
+        policy = Policy(
+            PolicyConfig(
+                specific_area_threshold=az.specific_area_threshold,
+                utc_offset=az.utc_offset,
+                level1_views_unshared=az.level1_views_unshared,
+                own_department_overrides_specific_area=az.own_department_overrides_specific_area,
+                level3_control_excludes_specific_areas=az.level3_control_excludes_specific_areas,
+                level3_extraction=az.level3_extraction,
+                level4_extraction=az.level4_extraction,
+                level4_views_own_department=az.level4_views_own_department,
+                snapshot_is_extraction=az.snapshot_is_extraction,
+            )
+        )
+        facts = self.channel_facts = CatalogFacts(
+            self.catalogs.trees, lambda i: registrar.get(i) is not None
+        )
+        acl: dict[str, tuple[set[str], set[str]]] = {}
+        for channel_id, relation, party in await store.load_channel_acl():
+            entry = acl.setdefault(channel_id, (set(), set()))
+            entry[0 if relation == "shared_with" else 1].add(party)
+        for channel_id, (shared_with, controllable_by) in acl.items():
+            facts.set_acl(channel_id, shared_with, controllable_by)
+        grants = GrantBook(max_valid_for=az.max_grant_seconds)
+        for body in await store.load_grants():
+            try:
+                grants.restore(grant_from_json(json.loads(body)))
+            except (ValueError, GrantError) as exc:
+                log.error("stored grant not restored: %s: %.200s", exc, body)
+        authorizer = self.authorizer = Authorizer(
+            policy,
+            facts,
+            audit=self.audit,
+            grants=grants,
+            arbiter=ControlArbiter(
+                ArbiterConfig(
+                    inactivity_timeout=az.control_inactivity,
+                    max_control_period=az.max_control_period,
+                )
+            ),
+            flags=frozenset(f.strip() for f in az.flags.split(",") if f.strip()),
+            clock=self.clock,
+            channels_of=facts.channels_of,
+        )
+
+        def grant_changed(grant: Grant) -> None:
+            task = asyncio.create_task(save_grant(store, grant, self.clock()))
+            task.add_done_callback(_log_failure)
+
+        authorizer.on_grant_changed.append(grant_changed)
+        authorizer.tick(self.clock())  # grants that expired while the platform was down
+
+        async def ticker() -> None:
+            while True:
+                await asyncio.sleep(AUTHZ_TICK)
+                authorizer.tick(self.clock())
+
+        self._tasks.append(asyncio.create_task(ticker(), name="authz-timers"))
 
     async def _start_ids(self) -> None:
         """Central ID allocation; with ``refuse_unissued`` a guard on every REGISTER."""
@@ -474,19 +836,57 @@ class Platform:
             alarms=self.alarms,
             faults=self.faults,
             subscriptions=self.subscriptions,
+            authorizer=self.authorizer,
         )
         if self.ids is not None:
             routes.extend(id_routes(self.ids, self.store, clock=self.clock))
         if self.calls is not None:
-            routes.extend(call_routes(self.calls))
-        app = build_app(self.registrar, self.metrics, self.store, self._ready, routes)
+            routes.extend(call_routes(self.calls, self.authorizer))
+        if self.playback is not None:
+            routes.extend(
+                playback_routes(self.playback, queries=self.queries, authorizer=self.authorizer)
+            )
+        if self.recordings is not None:
+            routes.extend(recording_routes(self.recordings, self.authorizer))
+        if self.uplinks is not None:
+            routes.extend(uplink_routes(self.uplinks))
+        assert self.authorizer is not None and self.identity is not None
+        routes.extend(
+            authz_routes(
+                self.authorizer,
+                self.store,
+                catalogs=self.catalogs,
+                facts=self.channel_facts,
+                max_grant_seconds=self.config.authz.max_grant_seconds,
+                flush_channels=(
+                    self.channel_writer.flush if self.channel_writer is not None else None
+                ),
+            )
+        )
+        app = build_app(
+            self.registrar,
+            self.metrics,
+            self.store,
+            self._ready,
+            routes,
+            device_visible=self.authorizer.device_visible,
+        )
+        # Every /api/ call runs as a principal (bearer token or client certificate).
+        secured = ApiAuthMiddleware(app, self.identity, audit=self.audit, clock=self.clock)
+        http = self.config.http
+        tls: dict[str, Any] = {}
+        if http.tls_cert:
+            tls = {"ssl_certfile": http.tls_cert, "ssl_keyfile": http.tls_key}
+            if http.tls_client_ca:
+                tls.update(ssl_ca_certs=http.tls_client_ca, ssl_cert_reqs=ssl.CERT_OPTIONAL)
         config = uvicorn.Config(
-            app,
-            host=self.config.http.listen,
-            port=self.config.http.port,
+            secured,
+            host=http.listen,
+            port=http.port,
             log_config=None,
             access_log=False,
             lifespan="off",
+            **tls,
         )
         self.http = uvicorn.Server(config)
         self._tasks.append(asyncio.create_task(self.http.serve(), name="http"))
@@ -516,6 +916,10 @@ class Platform:
         """Stop listeners, flush pending writes, close storage."""
         if self.http is not None:
             self.http.should_exit = True
+        if self.uplinks is not None:
+            await self.uplinks.stop()  # unregisters while the transport still runs
+        if self.upper_requests is not None:
+            await self.upper_requests.stop()
         for task in self._tasks:
             if task.get_name() != "http":
                 task.cancel()
@@ -523,10 +927,22 @@ class Platform:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks.clear()
+        if self.forwarding is not None:
+            await self.forwarding.close()
+        if self.inbound is not None:
+            await self.inbound.close()
+        if self.playback is not None:
+            await self.playback.shutdown()
+        if self.playback_worker is not None:
+            self.playback_worker.stop()
+        if self.recordings is not None:
+            await self.recordings.stop()
         if self.calls is not None:
             await self.calls.close()
         if self.media is not None:
             self.media.stop()
+        if self.catalog_responder is not None:
+            await self.catalog_responder.stop()
         if self.catalogs is not None:
             await self.catalogs.stop()
         if self.alarms is not None:
@@ -563,6 +979,11 @@ def alarm_subscription(device_id: str, sn: int) -> manscdp.AlarmQuery:
         end_alarm_priority=4,
         alarm_method="0",
     )
+
+
+def _log_failure(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("background write failed: %s", task.exception())
 
 
 class _StatusTap:

@@ -28,14 +28,17 @@ from .metrics import Metrics
 from .registrar import Registrar, Source
 from .sip import (
     AckReceived,
+    CancelReceived,
     Headers,
     RequestReceived,
     ResponseReceived,
+    SipLocalError,
     SipParseError,
     SipRequest,
     SipResponse,
     StrayResponseReceived,
     TransactionConfig,
+    TransactionKey,
     TransactionLayer,
     TransactionTimedOut,
     make_response,
@@ -71,6 +74,12 @@ RegisterGuard = Callable[[SipRequest, str], SipResponse | None]
 """Called with (REGISTER, device ID); a response answers the REGISTER instead of the registrar."""
 
 MANSCDP_CONTENT_TYPE = "application/manscdp+xml"
+#: Seconds timer J of our non-INVITE server transactions may fire late (one loop wake-up
+#: a second ends them all, instead of one per REGISTER or keepalive: see TransactionConfig).
+SERVER_TIMER_SLACK = 1.0
+#: Methods looked up in :attr:`Signalling.in_dialog` by Call-ID before ``methods`` (the hot
+#: REGISTER and keepalive MESSAGE never are).
+_DIALOG_METHODS = frozenset({"BYE", "INFO", "INVITE", "UPDATE"})
 
 
 class SipRequestTimeout(Exception):
@@ -103,7 +112,10 @@ class Signalling:
         self.advertised_host = advertised_host
         self.clock = clock
         self._cseq = itertools.count(1)
-        self.layer = TransactionLayer(transaction_config or TransactionConfig())
+        self.layer = TransactionLayer(
+            transaction_config
+            or TransactionConfig(server_timer_slack=SERVER_TIMER_SLACK, report_terminated=False)
+        )
         self.transport = SipTransport(
             self.layer,
             self._drain,
@@ -112,6 +124,8 @@ class Signalling:
             on_parse_error=self._parse_error,
             on_connection_lost=self._connection_lost,
         )
+        # New non-INVITE requests (REGISTER, keepalives) skip the event queue.
+        self.transport.on_request = self._request
         self.methods: dict[str, RequestHandler] = {
             "REGISTER": self._on_register,
             "MESSAGE": self._on_message,
@@ -132,6 +146,16 @@ class Signalling:
         self.register_guards: list[RegisterGuard] = []
         #: Told of responses that match no transaction (retransmitted 2xx to an INVITE).
         self.on_stray_response: list[Callable[[SipResponse], None]] = []
+        #: Dialogs whose owner takes their in-dialog requests (BYE, INFO, re-INVITE), the ACK
+        #: to its 2xx and a CANCEL of its pending INVITE, by Call-ID (inbound calls). Requests
+        #: of other dialogs go to ``methods`` as before; a handler returning None answers
+        #: later with :meth:`respond`.
+        self.in_dialog: dict[str, RequestHandler] = {}
+        #: Told (request, now) when one of our server transactions ends without its answer
+        #: being acknowledged or given (an INVITE whose 2xx got no ACK: RFC 6026 timer L).
+        self.on_server_timeout: list[Callable[[SipRequest, float], None]] = []
+        #: Told of every TCP/TLS connection that closed (dialogs that lived on it end).
+        self.on_connection_lost: list[Callable[[Connection], None]] = []
 
     # -- event loop of the transaction layer -------------------------------
     def _drain(self) -> None:
@@ -145,26 +169,41 @@ class Signalling:
                 fut = self._pending.pop(event.key, None)
                 if fut is not None and not fut.done():
                     fut.set_exception(SipRequestTimeout(f"no response to {event.request!r}"))
+                elif event.key.server:
+                    self._server_timeout(event.request)
             elif isinstance(event, StrayResponseReceived):
                 # A 2xx retransmitted after its INVITE transaction ended (our
                 # ACK was lost, RFC 3261 §13.2.2.4): the dialog's owner re-ACKs.
                 for listener in self.on_stray_response:
                     listener(event.response)
-            elif isinstance(event, AckReceived):
-                pass  # dialogs (calls) will take these
+            elif isinstance(event, (AckReceived, CancelReceived)):
+                # The ACK to a 2xx we sent, or a CANCEL of a pending INVITE (the layer has
+                # answered the CANCEL itself; the INVITE's owner answers it 487).
+                self._to_dialog(event)
 
     def _on_request(self, event: RequestReceived) -> None:
-        request = event.request
-        now = self.clock()
+        self._request(event.request, event.key, event.addr, event.conn_id, self.clock())
+
+    def _request(
+        self, request: SipRequest, key: TransactionKey, addr: object, conn_id: object, now: float
+    ) -> None:
+        """Answer one new request: a ``RequestReceived``, or straight from the transport.
+
+        The transport calls this directly for every new non-INVITE request (its
+        direct road: no event object, no queue), the transaction layer having
+        opened the server transaction under ``key``.
+        """
         # Counted here rather than per datagram: retransmissions absorbed by
         # the transaction layer are not new requests.
         self.metrics.message(request.method, "in")
-        conn = self.transport.connection(event.conn_id)
+        conn = self.transport.connection(conn_id) if conn_id is not None else None
         transport = conn.transport if conn is not None else "UDP"
-        host, port = cast(tuple[str, int], event.addr)
-        source = Source(transport, host, port, event.conn_id)
+        host, port = cast(tuple[str, int], addr)
+        source = Source(transport, host, port, conn_id)
         handler = self.methods.get(request.method)
         try:
+            if self.in_dialog and request.method in _DIALOG_METHODS:
+                handler = self.in_dialog.get(request.call_id, handler)
             if handler is None:
                 response: SipResponse | None = make_response(
                     request,
@@ -181,7 +220,7 @@ class Signalling:
             response = make_response(request, 500, to_tag=self._tag())
         if response is not None:
             self.metrics.response(response.status, request.method, "out")
-            self.layer.send_response(event.key, response, now)
+            self.layer.send_response(key, response, now)
 
     def _on_response(self, event: ResponseReceived) -> None:
         self.metrics.response(event.response.status, event.key.method, "in")
@@ -196,11 +235,72 @@ class Signalling:
             for listener in self.on_stray_response:
                 listener(event.response)
 
+    def _to_dialog(self, event: AckReceived | CancelReceived) -> None:
+        """Hand an ACK or CANCEL to the owner of its Call-ID (an answer, if any, is dropped)."""
+        request = event.request
+        self.metrics.message(request.method, "in")
+        handler = self.in_dialog.get(request.call_id)
+        if handler is None:
+            log.debug("%s for no dialog of ours call-id=%s", request.method, request.call_id)
+            return
+        if isinstance(event, AckReceived):
+            conn = self.transport.connection(event.conn_id)
+            host, port = cast(tuple[str, int], event.addr)
+            source = Source(
+                conn.transport if conn is not None else "UDP", host, port, event.conn_id
+            )
+        else:
+            # The layer answered the CANCEL; its owner answers the INVITE where it came from.
+            source = Source("", "", 0)
+        try:
+            handler(request, source, self.clock())
+        except Exception:
+            log.exception(
+                "dialog handler failed method=%s call-id=%s", request.method, request.call_id
+            )
+
+    def _server_timeout(self, request: SipRequest) -> None:
+        now = self.clock()
+        for listener in self.on_server_timeout:
+            try:
+                listener(request, now)
+            except Exception:
+                log.exception("server timeout listener failed call-id=%s", request.call_id)
+
+    def respond(self, request: SipRequest, response: SipResponse) -> bool:
+        """Answer ``request`` now, for a handler that returned None and answers later.
+
+        Provisional responses may come first (``100 Trying``, ``180``), then one final
+        response. The server transaction is found from the request itself.
+
+        :returns: False when the transaction is gone (it timed out, or was answered already);
+            the reason is logged.
+        """
+        try:
+            self.layer.send_response(request, response, self.clock())
+        except SipLocalError as exc:
+            log.info(
+                "answer %d to %s not sent call-id=%s: %s",
+                response.status,
+                request.method,
+                request.call_id,
+                exc,
+            )
+            return False
+        self.metrics.response(response.status, request.method, "out")
+        self.transport.flush()
+        return True
+
     def _parse_error(self, transport: str) -> None:
         self.metrics.sip_parse_errors.labels(transport).inc()
 
     def _connection_lost(self, conn: Connection) -> None:
         self.registrar.connection_lost(conn.conn_id, self.clock())
+        for listener in self.on_connection_lost:
+            try:
+                listener(conn)
+            except Exception:
+                log.exception("connection-lost listener failed conn=%s", conn.conn_id)
 
     def _tag(self) -> str:
         return new_tag()
@@ -251,7 +351,8 @@ class Signalling:
         except manscdp.ManscdpError as exc:
             log.info("bad MANSCDP body from %s call-id=%s: %s", sender, request.call_id, exc)
             return make_response(request, 400, str(exc)[:80], to_tag=self._tag())
-        handler = self.manscdp_handlers.get((str(msg.root), msg.cmd_type))
+        # Root is a StrEnum: it hashes and compares as its text, no str() needed.
+        handler = self.manscdp_handlers.get((msg.root, msg.cmd_type))
         if handler is None:
             state = self.registrar.get(sender)
             status = 200 if state is not None and state.registered else 404

@@ -34,6 +34,7 @@ from .sip import (
     SipParseError,
     SipRequest,
     StreamParser,
+    TransactionKey,
     TransactionLayer,
     make_response,
     parse_message,
@@ -48,6 +49,9 @@ Addr = tuple[str, int]
 UDP_BUFFER_BYTES = 4 * 1024 * 1024
 #: Called with the transport name ("UDP", "TCP", "TLS") for each unparsable message.
 ParseErrorHook = Callable[[str], None]
+#: Called with (request, transaction key, source address, connection id, now) for each new
+#: non-INVITE request; it answers through ``layer.send_response`` (see SipTransport.on_request).
+RequestHook = Callable[[SipRequest, TransactionKey, Addr, "int | None", float], None]
 
 
 @dataclass(eq=False, slots=True)
@@ -132,6 +136,10 @@ class SipTransport:
         self.local_addr: Addr | None = None
         self.tls_addr: Addr | None = None
         self.parse_errors = 0
+        #: The direct road for new non-INVITE requests (REGISTER, keepalive MESSAGE: nearly
+        #: all the traffic): handed over at once instead of as a ``RequestReceived`` event
+        #: for ``on_events`` to drain. ``None``: every request goes through the events.
+        self.on_request: RequestHook | None = None
 
     # -- lifecycle ----------------------------------------------------------
     async def start(
@@ -197,7 +205,23 @@ class SipTransport:
         except SipParseError as exc:
             self._bad_message(exc, data, addr, None, "UDP")
             return
-        self._receive(msg, addr, None, "UDP")
+        direct = self.on_request
+        if direct is None or type(msg) is not SipRequest:
+            self._receive(msg, addr, None, "UDP")
+            return
+        # The direct road, spelled out for UDP: what _receive does, minus its
+        # branches for streams and responses (REGISTER and keepalives land here).
+        now = self.clock()
+        try:
+            msg.stamp_received(addr[0], addr[1])
+            key = self.layer.receive_request(msg, addr, now, reliable=False)
+            if key is not None:
+                direct(msg, key, addr, None, now)
+        except SipParseError as exc:
+            self._reply_directly(msg, exc, addr, None)
+            return
+        self.on_events()
+        self.flush()
 
     def _connection_made(self, writer: asyncio.Transport, kind: str) -> Connection:
         peer = writer.get_extra_info("peername")
@@ -251,8 +275,18 @@ class SipTransport:
                 self._reply_directly(msg, exc, addr, conn)
                 return
         conn_id = conn.conn_id if conn is not None else None
+        direct = self.on_request
         try:
-            self.layer.receive_message(msg, addr, now, reliable=conn is not None, conn_id=conn_id)
+            if direct is not None and isinstance(msg, SipRequest):
+                key = self.layer.receive_request(
+                    msg, addr, now, reliable=conn is not None, conn_id=conn_id
+                )
+                if key is not None:
+                    direct(msg, key, addr, conn_id, now)
+            else:
+                self.layer.receive_message(
+                    msg, addr, now, reliable=conn is not None, conn_id=conn_id
+                )
         except SipParseError as exc:
             if isinstance(msg, SipRequest):
                 self._reply_directly(msg, exc, addr, conn)
@@ -261,19 +295,7 @@ class SipTransport:
         self.flush()
 
     def _stamp_via(self, request: SipRequest, addr: Addr) -> None:
-        vias = request.vias
-        top = vias[0]
-        changed = False
-        if top.host != addr[0]:
-            top.params["received"] = addr[0]
-            changed = True
-        if "rport" in top.params:
-            top.params["rport"] = str(addr[1])
-            if "received" not in top.params:
-                top.params["received"] = addr[0]
-            changed = True
-        if changed:
-            request.headers.set_all("Via", [str(v) for v in vias])
+        request.stamp_received(addr[0], addr[1])
 
     def _reply_directly(
         self, request: SipRequest, exc: SipParseError, addr: Addr, conn: Connection | None
@@ -294,7 +316,7 @@ class SipTransport:
         """Send everything the transaction layer has queued; re-arm its timer."""
         for out in self.layer.messages_to_send():
             self._write(bytes(out.message), cast(Addr, out.addr), out.conn_id)
-        self._arm()
+        self._timer.update(self.layer.get_timer())
 
     def connection(self, conn_id: object | None) -> Connection | None:
         """The live connection with this id, if any."""

@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator, Callable
 
 import pytest
 
+from gb28181 import manscdp
 from gb28181.calls import CallError, CallService
 from gb28181.metrics import Metrics
 from gb28181.registrar import Registrar, RegistrarConfig, Source
@@ -320,3 +321,131 @@ async def test_media_metrics_add_worker_deltas_and_time_the_start(
     assert "gb28181_media_sessions 0.0" in text
     assert "gb28181_media_packets_total 30.0" in text  # totals outlive the session
     assert CHANNEL not in text
+
+
+# -- playback / download from the device's storage (notes §6.9, §4.12, §7) -----------------------
+
+
+async def test_history_invites_playback_not_shared_and_forwards_info(
+    env: tuple[CallService, ScriptedSignalling, RelayWorker],
+) -> None:
+    calls, sig, _worker = env
+    live, _ = await calls.play(CHANNEL)
+    session, _ = await calls.history(
+        CHANNEL, 1_700_000_000, 1_700_000_600, output=("127.0.0.1", 9, "udp"), ssrc=1234
+    )
+    assert session is not live and session.kind == "Playback"
+    invite = sig.sent[-1]
+    offer = parse_sdp(invite.body)
+    assert offer.session_name == "Playback"
+    assert b"u=" + CHANNEL.encode() + b":0" in invite.body
+    assert b"t=1700000000 1700000600" in invite.body
+    assert offer.ssrc is not None and offer.ssrc.startswith("1")  # history SSRC
+    assert calls.describe(session)["kind"] == "Playback"
+    # A second playback of the same channel is another session (never shared).
+    other, _ = await calls.history(CHANNEL, 1_700_000_000, 1_700_000_600)
+    assert other.session_id != session.session_id
+    response = await calls.info(session.session_id, b"PAUSE RTSP/1.0\r\nCSeq: 1\r\n\r\n")
+    assert response.status == 200
+    info = sig.sent[-1]
+    assert info.method == "INFO" and info.call_id == invite.call_id
+    assert info.headers.get("Content-Type") == "Application/MANSRTSP"
+    assert info.body == b"PAUSE RTSP/1.0\r\nCSeq: 1\r\n\r\n"
+
+
+async def test_download_offer_and_media_status_121_ends_with_bye(
+    env: tuple[CallService, ScriptedSignalling, RelayWorker],
+) -> None:
+    calls, sig, _worker = env
+    ended: list[tuple[str, str]] = []
+    calls.on_end.append(lambda s, reason: ended.append((s.session_id, reason)))
+    session, _ = await calls.history(CHANNEL, 100, 200, download=True, speed=4)
+    invite = sig.sent[-1]
+    assert parse_sdp(invite.body).session_name == "Download"
+    assert b"a=downloadspeed:4" in invite.body
+    body = (
+        '<?xml version="1.0" encoding="GB2312"?>\r\n<Notify><CmdType>MediaStatus</CmdType>'
+        f"<SN>5</SN><DeviceID>{CHANNEL}</DeviceID><NotifyType>121</NotifyType></Notify>"
+    ).encode()
+    # In the INVITE's dialog: only its Call-ID matters (From may name the channel).
+    message = SipRequest("MESSAGE", f"sip:{SERVER}@{DOMAIN}", invite.headers, body)
+    response = calls.on_media_status(message, manscdp.decode(body), SRC_UNUSED, T0)
+    assert response.status == 200
+    await settle()
+    assert ended == [(session.session_id, "end of file")]
+    assert sig.sent[-1].method == "BYE" and sig.sent[-1].call_id == invite.call_id
+    assert session.session_id not in calls.sessions
+    # MediaStatus for no session of ours is still answered.
+    assert calls.on_media_status(message, manscdp.decode(body), SRC_UNUSED, T0).status == 200
+
+
+async def test_history_errors(env: tuple[CallService, ScriptedSignalling, RelayWorker]) -> None:
+    calls, sig, _worker = env
+    with pytest.raises(CallError) as err:
+        await calls.history("34020000001329999999", 1, 2)
+    assert err.value.status == 404
+    sig.answer = lambda r: make_response(r, 404, to_tag="x")
+    with pytest.raises(CallError) as err:
+        await calls.history(CHANNEL, 1, 2)
+    assert err.value.status == 502 and not calls.sessions
+    with pytest.raises(CallError) as err:
+        await calls.info("nope", b"")
+    assert err.value.status == 404
+
+
+SRC_UNUSED = Source("UDP", "192.0.2.1", 5060)
+
+
+async def test_first_keyframe_latency_and_fps_metrics(
+    env: tuple[CallService, ScriptedSignalling, RelayWorker], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from media.relay import KeyframeSent
+
+    calls, sig, worker = env
+    now = [T0]
+    calls.clock = lambda: now[0]
+    session, _ = await calls.play(CHANNEL)
+    now[0] = T0 + 0.2
+    worker.events.put((session.media_id, KeyframeSent(1, T0)))
+    calls.poll_events()
+    now[0] = T0 + 0.9
+    worker.events.put((session.media_id, KeyframeSent(2, T0)))  # a later consumer: not timed
+    calls.poll_events()
+    assert session.keyframe_at == T0 + 0.2
+    stats = {"packets": 10, "frames": 5, "fps": 25.0}
+    monkeypatch.setattr(
+        worker, "stats", lambda session_id=None: {"sessions": {str(session.media_id): stats}}
+    )
+    calls.sample_media()
+    text = sig.metrics.render().decode()
+    assert 'gb28181_media_first_keyframe_latency_seconds_bucket{le="0.25"} 1.0' in text
+    assert "gb28181_media_first_keyframe_latency_seconds_count 1.0" in text
+    assert "gb28181_media_frames_total 5.0" in text
+    assert f'gb28181_media_stream_fps{{channel="{CHANNEL}"}} 25.0' in text
+
+
+async def test_paused_playback_stops_the_no_media_clock(
+    env: tuple[CallService, ScriptedSignalling, RelayWorker],
+) -> None:
+    calls, _sig, worker = env
+    now = [500.0]
+    worker.clock = lambda: now[0]  # the loop is not started: timers are checked by hand
+    session, _ = await calls.history(CHANNEL, 1_700_000_000, 1_700_000_600)
+    calls.poll_events()  # the re-key's event
+    calls.set_paused(session.session_id, True)
+    assert session.paused
+    now[0] += 100.0
+    worker._check_timers(now[0])
+    assert worker.events.empty()
+    calls.set_paused(session.session_id, False)
+    now[0] += 14.0  # counted from the resume
+    worker._check_timers(now[0])
+    assert worker.events.empty()
+    now[0] += 1.0
+    worker._check_timers(now[0])
+    calls.poll_events()
+    await settle()
+    assert session.state == "ended" and session.end_reason == "no media"
+    with pytest.raises(CallError) as err:
+        calls.set_paused(session.session_id, True)
+    assert err.value.status == 404

@@ -151,3 +151,66 @@ def test_bad_media_values_name_the_key(env: dict[str, str], key: str) -> None:
     with pytest.raises(ConfigError) as err:
         load_config(None, env=env)
     assert err.value.key == key
+
+
+def test_recording_settings_parse() -> None:
+    cfg = load_config(
+        None,
+        env={
+            "GB28181_RECORDING_ALWAYS": "34020000001320000001, 34020000001320000002",
+            "GB28181_RECORDING_SCHEDULES": "34020000001320000003=08:00-18:00;22:00-06:00",
+            "GB28181_RECORDING_RETENTION_BY_CLASS": "3=90,4=180",
+            "GB28181_RECORDING_QUOTA_BYTES": "1000000000",
+        },
+    ).recording
+    assert cfg.root == "./var/recordings" and cfg.segment_seconds == 60
+    assert cfg.always_channels() == ("34020000001320000001", "34020000001320000002")
+    assert cfg.schedule_windows() == {"34020000001320000003": ((480, 1080), (1320, 360))}
+    assert cfg.retention_classes() == {3: 90.0, 4: 180.0} and cfg.quota_bytes == 10**9
+
+
+@pytest.mark.parametrize(
+    ("env", "key"),
+    [
+        ({"GB28181_RECORDING_SEGMENT_SECONDS": "0"}, "recording.segment_seconds"),
+        ({"GB28181_RECORDING_RETENTION_BY_CLASS": "x=1"}, "recording.retention_by_class"),
+        ({"GB28181_RECORDING_RETENTION_BY_CLASS": "3=0"}, "recording.retention_by_class"),
+        ({"GB28181_RECORDING_SCHEDULES": "1=25:00-26:00"}, "recording.schedules"),
+        ({"GB28181_RECORDING_SCHEDULES": "1=0800"}, "recording.schedules"),
+        ({"GB28181_RECORDING_QUOTA_BYTES": "-1"}, "recording.quota_bytes"),
+        ({"GB28181_RECORDING_ROOT": ""}, "recording.root"),
+    ],
+)
+def test_bad_recording_values_name_the_key(env: dict[str, str], key: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        load_config(None, env=env)
+    assert err.value.key == key
+
+
+def test_upstream_tables_parse_and_bad_values_name_the_key(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text(
+        """
+[[upstream]]
+id = "44010000002000000001"
+host = "127.0.0.1"
+port = 5070
+transport = "tcp"
+password = "p"
+share = ["3402000000"]
+id_map = { "34020000001320000001" = "44010000001320000009" }
+"""
+    )
+    cfg = load_config(path, env={})
+    (up,) = cfg.upstream
+    assert up.transport == "tcp" and up.share == ("3402000000",)
+    assert dict(up.id_map) == {"34020000001320000001": "44010000001320000009"}
+    path.write_text('[[upstream]]\nid = "123"\nhost = "h"\n')
+    with pytest.raises(ConfigError, match=r"upstream\[0\]\.id"):
+        load_config(path, env={})
+    path.write_text('[[upstream]]\nid = "44010000002000000001"\nhost = "h"\ntransport = "sctp"\n')
+    with pytest.raises(ConfigError, match=r"upstream\[0\]\.transport"):
+        load_config(path, env={})
+    path.write_text('[[upstream]]\nid = "44010000002000000001"\nhost = "h"\nbogus = 1\n')
+    with pytest.raises(ConfigError, match=r"upstream\[0\]\.bogus"):
+        load_config(path, env={})

@@ -2,18 +2,25 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from gb28181.metrics import Metrics
 from gb28181.registrar import Registrar, RegistrarConfig, Source
 from gb28181.signalling import DeviceUnreachable, Signalling
 from gb28181.sip import (
+    DigestChallenge,
     DigestVerifier,
     NonceIssuer,
     RequestReceived,
     SipRequest,
     SipResponse,
     TransactionKey,
+    build_authorization,
+    make_response,
     parse_message,
 )
 from gb28181.store import DeviceRecord
@@ -218,3 +225,245 @@ def test_on_registered_fires_only_when_the_device_was_not_online() -> None:
     assert fired == [DEVICE]
     deliver(sig, cap, request("REGISTER"))  # a refresh while online
     assert fired == [DEVICE]
+
+
+# -- answers given later, and requests routed to the owner of a dialog -----------------------
+
+
+def _wire(sig: Signalling) -> list[SipResponse]:
+    """The real transaction layer (not the capture): what it queues for sending."""
+    sent: list[SipResponse] = []
+
+    def flush() -> None:
+        for out in sig.layer.messages_to_send():
+            if isinstance(out.message, SipResponse):
+                sent.append(out.message)
+
+    sig.transport.flush = flush  # type: ignore[method-assign]
+    return sent
+
+
+def _feed(sig: Signalling, raw: str) -> None:
+    msg = parse_message(raw.replace("\n", "\r\n").encode())
+    sig.layer.receive_message(msg, ("192.0.2.1", 5060), T0 + 2, reliable=False)
+    sig._drain()
+    sig.transport.flush()
+
+
+def _invite(method: str = "INVITE", branch: str = "z9hG4bKinv1", to_tag: str = "") -> str:
+    tag = f";tag={to_tag}" if to_tag else ""
+    return (
+        f"{method} sip:{DEVICE}@{DOMAIN} SIP/2.0\n"
+        f"Via: SIP/2.0/UDP 192.0.2.1:5060;branch={branch}\n"
+        f"From: <sip:{DEVICE}@{DOMAIN}>;tag=a\nTo: <sip:{SERVER}@{DOMAIN}>{tag}\n"
+        f"Call-ID: inv-1\nCSeq: {2 if method == 'BYE' else 1} {method}\n"
+        "Max-Forwards: 70\nContent-Length: 0\n\n"
+    )
+
+
+def test_a_handler_answers_later_and_its_dialog_takes_ack_bye_and_cancel() -> None:
+    sig = Signalling(
+        Registrar(
+            RegistrarConfig(server_id=SERVER, domain=DOMAIN),
+            DigestVerifier(NonceIssuer(b"s" * 32, 300), DOMAIN),
+        ),
+        Metrics(),
+        server_id=SERVER,
+        max_size=65536,
+        user_agent="t",
+        clock=lambda: T0 + 2,
+    )
+    sent = _wire(sig)
+    pending: list[SipRequest] = []
+    seen: list[str] = []
+
+    def on_invite(req: SipRequest, source: Source, now: float) -> None:
+        pending.append(req)
+        sig.in_dialog[req.call_id] = owner
+
+    def owner(req: SipRequest, source: Source, now: float) -> SipResponse | None:
+        seen.append(req.method)
+        return SipResponse(200, "OK", req.headers) if req.method == "BYE" else None
+
+    sig.methods["INVITE"] = on_invite  # type: ignore[assignment]
+    _feed(sig, _invite())
+    assert sent == []  # nothing yet: the handler answers later
+    assert sig.respond(pending[0], make_response(pending[0], 100))
+    assert sig.respond(pending[0], make_response(pending[0], 200, to_tag="t"))
+    assert [r.status for r in sent] == [100, 200]
+    assert not sig.respond(pending[0], make_response(pending[0], 486))  # already answered
+    _feed(sig, _invite("ACK", "z9hG4bKack1", "t"))
+    _feed(sig, _invite("BYE", "z9hG4bKbye1", "t"))
+    assert seen == ["ACK", "BYE"] and sent[-1].status == 200
+    # A second INVITE is cancelled while pending: the layer answers the CANCEL, the owner
+    # is told (and answers the INVITE 487 itself).
+    _feed(sig, _invite(branch="z9hG4bKinv2").replace("inv-1", "inv-2"))
+    sig.in_dialog["inv-2"] = owner
+    _feed(sig, _invite("CANCEL", "z9hG4bKinv2").replace("inv-1", "inv-2"))
+    assert seen[-1] == "CANCEL" and sent[-1].status == 200 and sent[-1].cseq[1] == "CANCEL"
+
+
+# -- the direct road: new non-INVITE requests straight from the transport --------------------
+
+
+def _road(direct: bool) -> tuple[Signalling, list[bytes]]:
+    """A signalling stack fed by datagrams, answering on the direct road or through events.
+
+    Nonces are deterministic (fixed entropy, fixed clock) so that both roads can be compared
+    byte for byte once the random To tags are masked.
+    """
+    reg = Registrar(
+        RegistrarConfig(server_id=SERVER, domain=DOMAIN, default_password="secret123"),
+        DigestVerifier(NonceIssuer(b"s" * 32, 300, entropy=lambda n: b"\x01" * n), DOMAIN),
+    )
+    sig = Signalling(
+        reg, Metrics(), server_id=SERVER, max_size=65536, user_agent="t", clock=lambda: T0 + 2
+    )
+    if not direct:
+        sig.transport.on_request = None
+    wire: list[bytes] = []
+    sig.transport._write = lambda data, addr, conn_id: wire.append(data)  # type: ignore[method-assign]
+    return sig, wire
+
+
+def _register_datagram(branch: str, cseq: int, auth: str = "", expires: int = 3600) -> bytes:
+    lines = [
+        f"REGISTER sip:{SERVER}@{DOMAIN} SIP/2.0",
+        f"Via: SIP/2.0/UDP 10.0.0.9:5060;rport;branch={branch}",
+        f"From: <sip:{DEVICE}@{DOMAIN}>;tag=reg1",
+        f"To: <sip:{DEVICE}@{DOMAIN}>",
+        "Call-ID: road-reg@10.0.0.9",
+        f"CSeq: {cseq} REGISTER",
+        f"Contact: <sip:{DEVICE}@10.0.0.9:5060>",
+        "Max-Forwards: 70",
+        "User-Agent: IP Camera",
+        f"Expires: {expires}",
+    ]
+    if auth:
+        lines.append(f"Authorization: {auth}")
+    return ("\r\n".join(lines) + "\r\nContent-Length: 0\r\n\r\n").encode()
+
+
+def _keepalive_datagram(branch: str, sn: int, device: str = DEVICE) -> bytes:
+    body = keepalive_body().replace(DEVICE.encode(), device.encode())
+    head = (
+        f"MESSAGE sip:{SERVER}@{DOMAIN} SIP/2.0\r\n"
+        f"Via: SIP/2.0/UDP 10.0.0.9:5060;rport;branch={branch}\r\n"
+        f"From: <sip:{device}@{DOMAIN}>;tag=ka{sn}\r\nTo: <sip:{SERVER}@{DOMAIN}>\r\n"
+        f"Call-ID: road-ka-{sn}\r\nCSeq: {sn} MESSAGE\r\nMax-Forwards: 70\r\n"
+        f"Content-Type: Application/MANSCDP+xml\r\nContent-Length: {len(body)}\r\n\r\n"
+    )
+    return head.encode() + body
+
+
+_TAG = re.compile(rb"(\r\nTo: [^\r]*;tag=)[^;\r]+")
+
+
+def _masked(data: bytes) -> bytes:
+    return _TAG.sub(rb"\1*", data)
+
+
+def _session(sig: Signalling, wire: list[bytes]) -> list[bytes]:
+    """A device's life on one road: challenge, register, keepalives, retransmissions, errors."""
+    src = ("10.0.0.9", 40000)
+    feed = sig.transport._datagram
+    feed(_register_datagram("z9hG4bKr1", 1), src)
+    challenge = parse_message(wire[-1]).headers.get("WWW-Authenticate") or ""
+    auth = build_authorization(
+        DigestChallenge.parse(challenge),
+        "REGISTER",
+        f"sip:{SERVER}@{DOMAIN}",
+        DEVICE,
+        "secret123",
+        cnonce="c0ffee",
+    )
+    feed(_register_datagram("z9hG4bKr2", 2, str(auth)), src)
+    feed(_register_datagram("z9hG4bKr2", 2, str(auth)), src)  # retransmitted: same 200
+    feed(_keepalive_datagram("z9hG4bKk1", 1), src)
+    feed(_keepalive_datagram("z9hG4bKk1", 1), src)  # retransmitted
+    feed(_keepalive_datagram("z9hG4bKk2", 2, "34020000001320000999"), src)  # unknown: 404
+    feed(_register_datagram("z9hG4bKr3", 3, str(auth)), src)  # replayed nc: challenged again
+    feed(_register_datagram("z9hG4bKr4", 4, "Digest nonsense"), src)  # 400
+    feed(b"OPTIONS sip:x@y SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.0.9;branch=z9hG4bKo1\r\n", src)
+    return [_masked(d) for d in wire]
+
+
+def test_direct_road_answers_byte_for_byte_like_the_event_road() -> None:
+    direct, direct_wire = _road(True)
+    events, events_wire = _road(False)
+    got = _session(direct, direct_wire)
+    assert got == _session(events, events_wire)
+    statuses = [d.split(b" ", 2)[1] for d in got]
+    assert statuses == [b"401", b"200", b"200", b"200", b"200", b"404", b"401", b"400"]
+    # Each road counted the same requests; retransmissions are not new requests.
+    assert direct.metrics._msg_counts == events.metrics._msg_counts
+    assert direct.metrics._msg_counts[("REGISTER", "in")] == 4
+    assert direct.metrics._msg_counts[("MESSAGE", "in")] == 2
+
+
+def test_direct_road_absorbs_retransmissions_with_the_same_response() -> None:
+    """RFC 3261 §17.2.2: a retransmitted request gets the last response again, not a new one."""
+    sig, wire = _road(True)
+    calls: list[str] = []
+    handle = sig.registrar.handle_keepalive
+
+    def counting(device_id: str, source: Source, now: float, ok: bool = True) -> bool:
+        calls.append(device_id)
+        return handle(device_id, source, now, ok)
+
+    sig.registrar.handle_keepalive = counting  # type: ignore[method-assign]
+    sig.registrar.restore(
+        [DeviceRecord(device_id=DEVICE, kind="device", expires=3600, registered_at=T0)], T0 + 1
+    )
+    datagram = _keepalive_datagram("z9hG4bKkeep", 7)
+    for _ in range(3):
+        sig.transport._datagram(datagram, ("10.0.0.9", 40000))
+    assert len(wire) == 3 and wire[0] == wire[1] == wire[2]  # same bytes, same To tag
+    assert wire[0].startswith(b"SIP/2.0 200 OK\r\n")
+    assert calls == [DEVICE]  # the registrar saw it once
+    assert b"received=10.0.0.9;" not in wire[0]  # same host: only rport is stamped
+    assert b"rport=40000" in wire[0]
+    stats = sig.layer.stats
+    assert stats.server_created == 1 and stats.responses_resent == 2
+
+
+def test_transaction_timers_are_coalesced_by_the_platform() -> None:
+    """Timer J of every answered request is reported up to a second late (one wake-up)."""
+    sig, _ = _road(True)
+    sig.registrar.restore(
+        [DeviceRecord(device_id=DEVICE, kind="device", expires=3600, registered_at=T0)], T0 + 1
+    )
+    sig.transport._datagram(_keepalive_datagram("z9hG4bKt1", 1), ("10.0.0.9", 40000))
+    assert sig.layer.get_timer() == pytest.approx(T0 + 2 + 32 + 1)
+
+
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow], derandomize=True
+)
+@given(
+    which=st.sampled_from(["register", "keepalive"]),
+    start=st.integers(min_value=0, max_value=700),
+    length=st.integers(min_value=0, max_value=8),
+    junk=st.binary(max_size=8),
+)
+def test_direct_road_fuzz_matches_the_event_road(
+    which: str, start: int, length: int, junk: bytes
+) -> None:
+    """Mangled hot-path datagrams: both roads answer (or drop) them identically, never raise."""
+    base = (
+        _register_datagram("z9hG4bKfz", 1)
+        if which == "register"
+        else _keepalive_datagram("z9hG4bKfz", 1)
+    )
+    datagram = base[:start] + junk + base[start + length :]
+    outputs = []
+    for direct in (True, False):
+        sig, wire = _road(direct)
+        sig.registrar.restore(
+            [DeviceRecord(device_id=DEVICE, kind="device", expires=3600, registered_at=T0)],
+            T0 + 1,
+        )
+        sig.transport._datagram(datagram, ("10.0.0.9", 40000))
+        sig.transport._datagram(datagram, ("10.0.0.9", 40000))
+        outputs.append(([_masked(d) for d in wire], sig.transport.parse_errors))
+    assert outputs[0] == outputs[1]

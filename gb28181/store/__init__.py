@@ -11,6 +11,7 @@ from ._base import (
     AlarmRecord,
     ApiToken,
     BatchWriter,
+    CertBinding,
     ChannelRecord,
     DeviceRecord,
     FaultRecord,
@@ -31,6 +32,7 @@ from ._errors import (
 from ._factory import open_store
 from ._migrations import Migration, load_migrations
 from ._postgres import PostgresStore
+from ._recordings import RecordingRequest, RecordingRow
 from ._sqlite import SqliteStore
 from ._url import StoreUrl, parse_store_url, redact_url
 
@@ -38,6 +40,7 @@ __all__ = [
     "AlarmRecord",
     "ApiToken",
     "BatchWriter",
+    "CertBinding",
     "ChannelRecord",
     "DeviceRecord",
     "FaultRecord",
@@ -45,6 +48,8 @@ __all__ = [
     "Migration",
     "PositionRecord",
     "PostgresStore",
+    "RecordingRequest",
+    "RecordingRow",
     "SqliteStore",
     "StatusEvent",
     "Store",

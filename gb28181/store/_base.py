@@ -18,10 +18,13 @@ from typing import Any, Protocol, Self
 
 from authz.audit import AuditRecord
 
+from ._recordings import RecordingRequest, RecordingRow
+
 __all__ = [
     "AlarmRecord",
     "ApiToken",
     "BatchWriter",
+    "CertBinding",
     "ChannelRecord",
     "DeviceRecord",
     "FaultRecord",
@@ -191,6 +194,19 @@ class ApiToken:
     created_at: float
     expires_at: float | None = None
     revoked_at: float | None = None
+    note: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class CertBinding:
+    """The permission certificate bound to a SIP account that authenticates by digest only
+    (migration 0008; ``gb28181 certs bind``)."""
+
+    account_id: str
+    cert_pem: str
+    cert_sha256: str
+    cert_serial: str
+    bound_at: float
     note: str = ""
 
 
@@ -446,6 +462,91 @@ class Store(abc.ABC):
     ) -> int:
         """Set ``revoked_at`` on the unrevoked tokens with this hash and/or certificate serial
         (at least one must be given). :returns: tokens revoked."""
+
+    # -- authorization state (migration 0008) -----------------------------------------------
+
+    @abc.abstractmethod
+    async def put_cert_binding(self, binding: CertBinding) -> None:
+        """Bind (or rebind) the account's certificate."""
+
+    @abc.abstractmethod
+    async def get_cert_binding(self, account_id: str) -> CertBinding | None:
+        """The account's binding, or ``None``."""
+
+    @abc.abstractmethod
+    async def delete_cert_binding(self, account_id: str) -> bool:
+        """Remove the account's binding. :returns: whether there was one."""
+
+    @abc.abstractmethod
+    async def save_grant(self, grant_id: str, state: str, body: str, updated_at: float) -> None:
+        """Insert or replace a grant document (``body``: JSON text, see
+        ``gb28181.authorizer.grant_to_json``)."""
+
+    @abc.abstractmethod
+    async def load_grants(self) -> list[str]:
+        """Every stored grant document (JSON text), oldest first."""
+
+    @abc.abstractmethod
+    async def set_channel_acl(self, channel_id: str, relation: str, parties: Sequence[str]) -> None:
+        """Replace the channel's ``relation`` list (``shared_with`` or ``controllable_by``).
+        :raises StoreDataError: unknown relation."""
+
+    @abc.abstractmethod
+    async def load_channel_acl(self) -> list[tuple[str, str, str]]:
+        """Every ``(channel_id, relation, party)``, ordered."""
+
+    # -- recording index (migration 0007) ---------------------------------------------------
+
+    @abc.abstractmethod
+    async def add_recording(self, row: RecordingRow) -> None:
+        """Insert a segment's row. :raises StoreDataError: the id or path is already stored."""
+
+    @abc.abstractmethod
+    async def update_recording(self, row: RecordingRow) -> bool:
+        """Replace the row with ``row.id``. :returns: whether it exists."""
+
+    @abc.abstractmethod
+    async def list_recordings(
+        self,
+        channel_id: str | None,
+        start: float,
+        end: float,
+        *,
+        state: str | None = None,
+        limit: int = 10_000,
+    ) -> list[RecordingRow]:
+        """Rows overlapping ``[start, end)`` (an open row overlaps from its start on), ordered
+        by start; ``channel_id`` None means every channel, ``state`` filters."""
+
+    @abc.abstractmethod
+    async def get_recording(self, recording_id: str) -> RecordingRow | None:
+        """The row, or ``None``."""
+
+    @abc.abstractmethod
+    async def delete_recording(self, recording_id: str) -> bool:
+        """Remove the row. :returns: whether it existed."""
+
+    @abc.abstractmethod
+    async def oldest_recordings(self, limit: int) -> list[RecordingRow]:
+        """The ``limit`` oldest rows that are not open (quota deletion order)."""
+
+    @abc.abstractmethod
+    async def recordings_total_bytes(self) -> int:
+        """Sum of ``bytes`` over every row."""
+
+    # -- on-demand recording requests (migration 0009) --------------------------------------
+
+    @abc.abstractmethod
+    async def put_recording_request(self, request: RecordingRequest) -> None:
+        """Insert or replace the channel's on-demand recording request."""
+
+    @abc.abstractmethod
+    async def delete_recording_request(self, channel_id: str) -> bool:
+        """Remove the channel's request. :returns: whether there was one."""
+
+    @abc.abstractmethod
+    async def list_recording_requests(self) -> list[RecordingRequest]:
+        """Every stored request, by channel."""
 
     async def __aenter__(self) -> Self:
         return self

@@ -36,9 +36,11 @@ from ._audit import (
     token_row,
     token_where,
 )
+from ._authz import BINDING_COLUMNS, binding_from_row, binding_row, check_relation
 from ._base import (
     AlarmRecord,
     ApiToken,
+    CertBinding,
     ChannelRecord,
     DeviceRecord,
     FaultRecord,
@@ -72,6 +74,16 @@ from ._history import (
 )
 from ._issued import check_block, issued_from_row, next_ids
 from ._migrations import Migration, load_migrations, pending_migrations
+from ._recordings import (
+    RECORDING_COLUMNS,
+    REQUEST_COLUMNS,
+    RecordingRequest,
+    RecordingRow,
+    recording_from_row,
+    recording_row,
+    request_from_row,
+    request_row,
+)
 from ._rows import (
     DEVICE_COLUMNS,
     TIME_COLUMNS,
@@ -705,6 +717,197 @@ class PostgresStore(Store):
                 *(value for _, value in where),
             )
         return int(str(status).rsplit(" ", 1)[-1])
+
+    # -- authorization state (migration 0008) -----------------------------------------------
+
+    async def put_cert_binding(self, binding: CertBinding) -> None:
+        op = "put_cert_binding"
+        pool = self._require(op)
+        with self._errors(op):
+            await pool.execute(
+                f"INSERT INTO cert_bindings ({BINDING_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6)"
+                " ON CONFLICT (account_id) DO UPDATE SET cert_pem = EXCLUDED.cert_pem,"
+                " cert_sha256 = EXCLUDED.cert_sha256, cert_serial = EXCLUDED.cert_serial,"
+                " bound_at = EXCLUDED.bound_at, note = EXCLUDED.note",
+                *binding_row(binding),
+            )
+
+    async def get_cert_binding(self, account_id: str) -> CertBinding | None:
+        op = "get_cert_binding"
+        pool = self._require(op)
+        with self._errors(op):
+            row = await pool.fetchrow(
+                f"SELECT {BINDING_COLUMNS} FROM cert_bindings WHERE account_id = $1", account_id
+            )
+        return None if row is None else binding_from_row(tuple(row))
+
+    async def delete_cert_binding(self, account_id: str) -> bool:
+        op = "delete_cert_binding"
+        pool = self._require(op)
+        with self._errors(op):
+            status = await pool.execute(
+                "DELETE FROM cert_bindings WHERE account_id = $1", account_id
+            )
+        return int(str(status).rsplit(" ", 1)[-1]) > 0
+
+    async def save_grant(self, grant_id: str, state: str, body: str, updated_at: float) -> None:
+        op = "save_grant"
+        pool = self._require(op)
+        with self._errors(op):
+            await pool.execute(
+                "INSERT INTO grants (id, state, body, updated_at) VALUES ($1, $2, $3, $4)"
+                " ON CONFLICT (id) DO UPDATE SET state = EXCLUDED.state, body = EXCLUDED.body,"
+                " updated_at = EXCLUDED.updated_at",
+                grant_id,
+                state,
+                body,
+                updated_at,
+            )
+
+    async def load_grants(self) -> list[str]:
+        op = "load_grants"
+        pool = self._require(op)
+        with self._errors(op):
+            rows = await pool.fetch("SELECT body FROM grants ORDER BY updated_at, id")
+        return [str(r[0]) for r in rows]
+
+    async def set_channel_acl(self, channel_id: str, relation: str, parties: Sequence[str]) -> None:
+        op = "set_channel_acl"
+        check_relation(relation, operation=op, dialect=DIALECT)
+        pool = self._require(op)
+        with self._errors(op):
+            async with pool.acquire() as conn, conn.transaction():
+                await conn.execute(
+                    "DELETE FROM channel_acl WHERE channel_id = $1 AND relation = $2",
+                    channel_id,
+                    relation,
+                )
+                await conn.executemany(
+                    "INSERT INTO channel_acl (channel_id, relation, party) VALUES ($1, $2, $3)"
+                    " ON CONFLICT DO NOTHING",
+                    [(channel_id, relation, p) for p in parties],
+                )
+
+    async def load_channel_acl(self) -> list[tuple[str, str, str]]:
+        op = "load_channel_acl"
+        pool = self._require(op)
+        with self._errors(op):
+            rows = await pool.fetch(
+                "SELECT channel_id, relation, party FROM channel_acl ORDER BY 1, 2, 3"
+            )
+        return [(str(r[0]), str(r[1]), str(r[2])) for r in rows]
+
+    # -- recording index (migration 0007) ---------------------------------------------------
+
+    async def add_recording(self, row: RecordingRow) -> None:
+        op = "add_recording"
+        values = recording_row(row, operation=op, dialect=DIALECT)
+        pool = self._require(op)
+        with self._errors(op):
+            await pool.execute(
+                f"INSERT INTO recordings ({RECORDING_COLUMNS}) VALUES "
+                "($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+                *values,
+            )
+
+    async def update_recording(self, row: RecordingRow) -> bool:
+        op = "update_recording"
+        values = recording_row(row, operation=op, dialect=DIALECT)
+        pool = self._require(op)
+        with self._errors(op):
+            status = await pool.execute(
+                "UPDATE recordings SET channel_id = $2, start_at = $3, end_at = $4, path = $5, "
+                "bytes = $6, codec = $7, keyframes = $8, sha256 = $9, state = $10, "
+                "security_class = $11 WHERE id = $1",
+                *values,
+            )
+        return int(str(status).rsplit(" ", 1)[-1]) > 0
+
+    async def list_recordings(
+        self,
+        channel_id: str | None,
+        start: float,
+        end: float,
+        *,
+        state: str | None = None,
+        limit: int = 10_000,
+    ) -> list[RecordingRow]:
+        op = "list_recordings"
+        check_limit(limit, operation=op, dialect=DIALECT)
+        clause = "start_at < $1 AND (end_at > $2 OR state = 'open')"
+        params: list[Any] = [float(end), float(start)]
+        if channel_id is not None:
+            params.append(channel_id)
+            clause += f" AND channel_id = ${len(params)}"
+        if state is not None:
+            params.append(state)
+            clause += f" AND state = ${len(params)}"
+        params.append(limit)
+        return await self._recordings(
+            op, f"WHERE {clause} ORDER BY start_at, id LIMIT ${len(params)}", params
+        )
+
+    async def get_recording(self, recording_id: str) -> RecordingRow | None:
+        rows = await self._recordings("get_recording", "WHERE id = $1", [recording_id])
+        return rows[0] if rows else None
+
+    async def delete_recording(self, recording_id: str) -> bool:
+        op = "delete_recording"
+        pool = self._require(op)
+        with self._errors(op):
+            status = await pool.execute("DELETE FROM recordings WHERE id = $1", recording_id)
+        return int(str(status).rsplit(" ", 1)[-1]) > 0
+
+    async def oldest_recordings(self, limit: int) -> list[RecordingRow]:
+        op = "oldest_recordings"
+        check_limit(limit, operation=op, dialect=DIALECT)
+        return await self._recordings(
+            op, "WHERE state != 'open' ORDER BY start_at, id LIMIT $1", [limit]
+        )
+
+    async def recordings_total_bytes(self) -> int:
+        op = "recordings_total_bytes"
+        pool = self._require(op)
+        with self._errors(op):
+            total = await pool.fetchval("SELECT coalesce(sum(bytes), 0) FROM recordings")
+        return int(total)
+
+    # -- on-demand recording requests (migration 0009) --------------------------------------
+
+    async def put_recording_request(self, request: RecordingRequest) -> None:
+        op = "put_recording_request"
+        pool = self._require(op)
+        with self._errors(op):
+            await pool.execute(
+                f"INSERT INTO recording_requests ({REQUEST_COLUMNS}) VALUES ($1, $2, $3, $4)"
+                " ON CONFLICT (channel_id) DO UPDATE SET until_at = EXCLUDED.until_at,"
+                " requested_by = EXCLUDED.requested_by, requested_at = EXCLUDED.requested_at",
+                *request_row(request),
+            )
+
+    async def delete_recording_request(self, channel_id: str) -> bool:
+        op = "delete_recording_request"
+        pool = self._require(op)
+        with self._errors(op):
+            status = await pool.execute(
+                "DELETE FROM recording_requests WHERE channel_id = $1", channel_id
+            )
+        return int(str(status).rsplit(" ", 1)[-1]) > 0
+
+    async def list_recording_requests(self) -> list[RecordingRequest]:
+        op = "list_recording_requests"
+        pool = self._require(op)
+        with self._errors(op):
+            rows = await pool.fetch(
+                f"SELECT {REQUEST_COLUMNS} FROM recording_requests ORDER BY channel_id"
+            )
+        return [request_from_row(tuple(r)) for r in rows]
+
+    async def _recordings(self, op: str, tail: str, params: list[Any]) -> list[RecordingRow]:
+        pool = self._require(op)
+        with self._errors(op):
+            rows = await pool.fetch(f"SELECT {RECORDING_COLUMNS} FROM recordings {tail}", *params)
+        return [recording_from_row(tuple(r)) for r in rows]
 
     # -- plumbing --------------------------------------------------------------------------
 

@@ -34,9 +34,11 @@ from ._audit import (
     token_row,
     token_where,
 )
+from ._authz import BINDING_COLUMNS, binding_from_row, binding_row, check_relation
 from ._base import (
     AlarmRecord,
     ApiToken,
+    CertBinding,
     ChannelRecord,
     DeviceRecord,
     FaultRecord,
@@ -73,6 +75,16 @@ from ._history import (
 )
 from ._issued import check_block, issued_from_row, next_ids
 from ._migrations import Migration, load_migrations, pending_migrations, split_sqlite_script
+from ._recordings import (
+    RECORDING_COLUMNS,
+    REQUEST_COLUMNS,
+    RecordingRequest,
+    RecordingRow,
+    recording_from_row,
+    recording_row,
+    request_from_row,
+    request_row,
+)
 from ._rows import (
     DEVICE_COLUMNS,
     check_limit,
@@ -621,6 +633,201 @@ class SqliteStore(Store):
                 revoked = cursor.rowcount
                 await cursor.close()
         return int(revoked)
+
+    # -- authorization state (migration 0008) -----------------------------------------------
+
+    async def put_cert_binding(self, binding: CertBinding) -> None:
+        await self._insert(
+            "put_cert_binding",
+            f"INSERT OR REPLACE INTO cert_bindings ({BINDING_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)",
+            [binding_row(binding)],
+        )
+
+    async def get_cert_binding(self, account_id: str) -> CertBinding | None:
+        op = "get_cert_binding"
+        async with self._lock:
+            conn = self._require(op)
+            with self._errors(op):
+                rows = list(
+                    await conn.execute_fetchall(
+                        f"SELECT {BINDING_COLUMNS} FROM cert_bindings WHERE account_id = ?",
+                        (account_id,),
+                    )
+                )
+        return binding_from_row(rows[0]) if rows else None
+
+    async def delete_cert_binding(self, account_id: str) -> bool:
+        op = "delete_cert_binding"
+        async with self._lock:
+            conn = self._require(op)
+            async with self._transaction(conn, op):
+                cursor = await conn.execute(
+                    "DELETE FROM cert_bindings WHERE account_id = ?", (account_id,)
+                )
+                deleted = cursor.rowcount
+                await cursor.close()
+        return bool(deleted)
+
+    async def save_grant(self, grant_id: str, state: str, body: str, updated_at: float) -> None:
+        await self._insert(
+            "save_grant",
+            "INSERT OR REPLACE INTO grants (id, state, body, updated_at) VALUES (?, ?, ?, ?)",
+            [(grant_id, state, body, updated_at)],
+        )
+
+    async def load_grants(self) -> list[str]:
+        op = "load_grants"
+        async with self._lock:
+            conn = self._require(op)
+            with self._errors(op):
+                rows = await conn.execute_fetchall("SELECT body FROM grants ORDER BY rowid")
+        return [str(r[0]) for r in rows]
+
+    async def set_channel_acl(self, channel_id: str, relation: str, parties: Sequence[str]) -> None:
+        op = "set_channel_acl"
+        check_relation(relation, operation=op, dialect=DIALECT)
+        async with self._lock:
+            conn = self._require(op)
+            async with self._transaction(conn, op):
+                await conn.execute(
+                    "DELETE FROM channel_acl WHERE channel_id = ? AND relation = ?",
+                    (channel_id, relation),
+                )
+                await conn.executemany(
+                    "INSERT OR IGNORE INTO channel_acl (channel_id, relation, party)"
+                    " VALUES (?, ?, ?)",
+                    [(channel_id, relation, p) for p in parties],
+                )
+
+    async def load_channel_acl(self) -> list[tuple[str, str, str]]:
+        op = "load_channel_acl"
+        async with self._lock:
+            conn = self._require(op)
+            with self._errors(op):
+                rows = await conn.execute_fetchall(
+                    "SELECT channel_id, relation, party FROM channel_acl ORDER BY 1, 2, 3"
+                )
+        return [(str(a), str(b), str(c)) for a, b, c in rows]
+
+    # -- recording index (migration 0007) ---------------------------------------------------
+
+    async def add_recording(self, row: RecordingRow) -> None:
+        op = "add_recording"
+        await self._insert(
+            op,
+            f"INSERT INTO recordings ({RECORDING_COLUMNS}) VALUES ({', '.join('?' * 11)})",
+            [recording_row(row, operation=op, dialect=DIALECT)],
+        )
+
+    async def update_recording(self, row: RecordingRow) -> bool:
+        op = "update_recording"
+        values = recording_row(row, operation=op, dialect=DIALECT)
+        async with self._lock:
+            conn = self._require(op)
+            async with self._transaction(conn, op):
+                cursor = await conn.execute(
+                    "UPDATE recordings SET channel_id = ?, start_at = ?, end_at = ?, path = ?, "
+                    "bytes = ?, codec = ?, keyframes = ?, sha256 = ?, state = ?, "
+                    "security_class = ? WHERE id = ?",
+                    (*values[1:], values[0]),
+                )
+                found = cursor.rowcount > 0
+                await cursor.close()
+        return found
+
+    async def list_recordings(
+        self,
+        channel_id: str | None,
+        start: float,
+        end: float,
+        *,
+        state: str | None = None,
+        limit: int = 10_000,
+    ) -> list[RecordingRow]:
+        op = "list_recordings"
+        check_limit(limit, operation=op, dialect=DIALECT)
+        clause = "start_at < ? AND (end_at > ? OR state = 'open')"
+        params: list[Any] = [end, start]
+        if channel_id is not None:
+            clause += " AND channel_id = ?"
+            params.append(channel_id)
+        if state is not None:
+            clause += " AND state = ?"
+            params.append(state)
+        return await self._recordings(
+            op, f"WHERE {clause} ORDER BY start_at, id LIMIT ?", (*params, limit)
+        )
+
+    async def get_recording(self, recording_id: str) -> RecordingRow | None:
+        rows = await self._recordings("get_recording", "WHERE id = ?", (recording_id,))
+        return rows[0] if rows else None
+
+    async def delete_recording(self, recording_id: str) -> bool:
+        op = "delete_recording"
+        async with self._lock:
+            conn = self._require(op)
+            async with self._transaction(conn, op):
+                cursor = await conn.execute("DELETE FROM recordings WHERE id = ?", (recording_id,))
+                found = cursor.rowcount > 0
+                await cursor.close()
+        return found
+
+    async def oldest_recordings(self, limit: int) -> list[RecordingRow]:
+        op = "oldest_recordings"
+        check_limit(limit, operation=op, dialect=DIALECT)
+        return await self._recordings(
+            op, "WHERE state != 'open' ORDER BY start_at, id LIMIT ?", (limit,)
+        )
+
+    async def recordings_total_bytes(self) -> int:
+        op = "recordings_total_bytes"
+        async with self._lock:
+            conn = self._require(op)
+            with self._errors(op):
+                rows = list(
+                    await conn.execute_fetchall("SELECT coalesce(sum(bytes), 0) FROM recordings")
+                )
+        return int(rows[0][0])
+
+    # -- on-demand recording requests (migration 0009) --------------------------------------
+
+    async def put_recording_request(self, request: RecordingRequest) -> None:
+        await self._insert(
+            "put_recording_request",
+            f"INSERT OR REPLACE INTO recording_requests ({REQUEST_COLUMNS}) VALUES (?, ?, ?, ?)",
+            [request_row(request)],
+        )
+
+    async def delete_recording_request(self, channel_id: str) -> bool:
+        op = "delete_recording_request"
+        async with self._lock:
+            conn = self._require(op)
+            async with self._transaction(conn, op):
+                cursor = await conn.execute(
+                    "DELETE FROM recording_requests WHERE channel_id = ?", (channel_id,)
+                )
+                found = cursor.rowcount > 0
+                await cursor.close()
+        return found
+
+    async def list_recording_requests(self) -> list[RecordingRequest]:
+        op = "list_recording_requests"
+        async with self._lock:
+            conn = self._require(op)
+            with self._errors(op):
+                rows = await conn.execute_fetchall(
+                    f"SELECT {REQUEST_COLUMNS} FROM recording_requests ORDER BY channel_id"
+                )
+        return [request_from_row(tuple(r)) for r in rows]
+
+    async def _recordings(self, op: str, tail: str, params: tuple[Any, ...]) -> list[RecordingRow]:
+        async with self._lock:
+            conn = self._require(op)
+            with self._errors(op):
+                rows = await conn.execute_fetchall(
+                    f"SELECT {RECORDING_COLUMNS} FROM recordings {tail}", params
+                )
+        return [recording_from_row(tuple(r)) for r in rows]
 
     # -- plumbing --------------------------------------------------------------------------
 

@@ -12,12 +12,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from gb28181.subscriptions import SubscriptionState
 
-from .conftest import DOMAIN, SERVER_ID, platform_env, start_platform
+from .conftest import DOMAIN, SERVER_ID, api_client, platform_env, start_platform
 from .sipp_device import send_manscdp, sipp_errors, start_sipp_device, wait_until
 from .test_catalog_peers import NVR, main_scenario
 
@@ -128,7 +127,7 @@ async def test_sipp_nvr_accepts_alarm_subscribe_and_its_alarm_notify_reaches_the
         platform, tmp_path, NVR, main_scenario(), ooc_scenario(), timeout=30
     )
     try:
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{platform.http_port}") as http:
+        async with api_client(platform) as http:
             body: dict[str, Any] = {}
 
             async def listed() -> bool:

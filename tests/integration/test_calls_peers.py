@@ -21,13 +21,20 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import av
-import httpx
 import pytest
 
 from gb28181.server import Platform
 from tests.helpers import sipp_path
 
-from .conftest import DOMAIN, PASSWORD, SERVER_ID, free_port, platform_env, start_platform
+from .conftest import (
+    DOMAIN,
+    PASSWORD,
+    SERVER_ID,
+    api_client,
+    free_port,
+    platform_env,
+    start_platform,
+)
 
 pytestmark = pytest.mark.peer
 
@@ -285,9 +292,7 @@ async def test_sipp_camera_play_relays_the_capture_to_a_consumer(
     consumer.setblocking(False)
     try:
         await wait_registered(platform, proc)
-        async with httpx.AsyncClient(
-            base_url=f"http://127.0.0.1:{platform.http_port}", timeout=20
-        ) as http:
+        async with api_client(platform) as http:
             output = {"addr": "127.0.0.1", "port": consumer.getsockname()[1], "transport": "udp"}
             r = await http.post(f"/api/v1/channels/{CAMERA}/play", json={"output": output})
             assert r.status_code == 201, r.text

@@ -11,12 +11,11 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-import httpx
 import pytest
 
 from gb28181.server import Platform
 
-from .conftest import DOMAIN, SERVER_ID
+from .conftest import DOMAIN, SERVER_ID, api_client
 from .sipp_device import sipp_errors, start_sipp_device
 
 pytestmark = pytest.mark.peer
@@ -164,7 +163,7 @@ async def test_sipp_nvr_catalog_of_250_gb2312_nodes_reaches_the_api(
         platform, tmp_path, NVR, main_scenario(), ooc_scenario(), timeout=40
     )
     try:
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{platform.http_port}") as http:
+        async with api_client(platform) as http:
             body: dict[str, object] = {}
             for _ in range(500):
                 r = await http.get(f"/api/v1/devices/{NVR}/channels", params={"limit": 1000})
@@ -238,7 +237,7 @@ async def test_ptz_control_through_the_api_reaches_a_pjsua2_device(
         await asyncio.sleep(0.02)
     else:
         pytest.fail(f"pjsua2 device did not register: {await task}")
-    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{platform.http_port}") as http:
+    async with api_client(platform) as http:
         r = await http.post(f"/api/v1/devices/{dev}/ptz", json={"direction": "left", "speed": 64})
     assert r.status_code == 200, r.text
     assert r.json()["sip_status"] == 200

@@ -10,10 +10,9 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-import httpx
 import pytest
 
-from .conftest import platform_env, start_platform
+from .conftest import api_client, platform_env, start_platform
 from .sipp_device import send_manscdp, sipp_errors, start_sipp_device
 from .test_catalog_peers import NVR, main_scenario
 
@@ -67,7 +66,7 @@ async def test_sipp_nvr_answers_device_info_through_the_api(tmp_path: Path) -> N
         platform, tmp_path, NVR, main_scenario(), ooc_scenario(), timeout=30
     )
     try:
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{platform.http_port}") as http:
+        async with api_client(platform) as http:
             for _ in range(400):
                 r = await http.get(f"/api/v1/devices/{NVR}")
                 if r.status_code == 200 and r.json()["online"]:

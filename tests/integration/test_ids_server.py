@@ -4,12 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import httpx
-
 from gb28181.config import load_config
 from gb28181.server import Platform
 
-from .conftest import DOMAIN, PASSWORD, SERVER_ID, platform_env
+from .conftest import DOMAIN, PASSWORD, SERVER_ID, api_client, platform_env
 from .sip_client import TestDevice
 
 _CONFIG = """
@@ -32,7 +30,7 @@ async def test_only_issued_ids_register(tmp_path: Path) -> None:
     platform = Platform(load_config(path, env=platform_env(tmp_path)))
     await platform.start()
     try:
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{platform.http_port}") as http:
+        async with api_client(platform) as http:
             r = await http.post(
                 "/api/v1/ids", json={"department": "交警支队", "type": "132", "count": 2}
             )

@@ -18,7 +18,15 @@ import pytest
 from gb28181.server import Platform
 from tests.helpers import need, sipp_path
 
-from .conftest import DOMAIN, PASSWORD, SERVER_ID, free_port, platform_env, start_platform
+from .conftest import (
+    DOMAIN,
+    PASSWORD,
+    SERVER_ID,
+    api_client,
+    free_port,
+    platform_env,
+    start_platform,
+)
 from .sip_client import TestDevice
 
 DEVICE = "34020000001320000001"
@@ -91,8 +99,7 @@ async def test_http_api_lists_devices_and_serves_metrics(platform: Platform) -> 
         assert (await dev.keepalive()).status == 200
     finally:
         await dev.close()
-    base = f"http://127.0.0.1:{platform.http_port}"
-    async with httpx.AsyncClient(base_url=base) as http:
+    async with api_client(platform) as http:
         assert (await http.get("/healthz")).json() == {"status": "ok"}
         assert (await http.get("/readyz")).status_code == 200
         listing = (await http.get("/api/v1/devices")).json()

@@ -14,13 +14,12 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from gb28181.server import Platform
 from gb28181.subscriptions import SubscriptionState
 
-from .conftest import DOMAIN, SERVER_ID, platform_env, start_platform
+from .conftest import DOMAIN, SERVER_ID, api_client, platform_env, start_platform
 from .sipp_device import send_manscdp, sipp_errors, start_sipp_device, wait_until
 from .test_catalog_peers import NVR, main_scenario
 
@@ -156,7 +155,7 @@ async def test_sipp_nvr_accepts_catalog_subscribe_and_its_notify_reaches_the_api
     platform = await start_platform(platform_env(tmp_path, GB28181_DEVICES_SUBSCRIBE_EXPIRES="10"))
     proc = await _run_sipp(platform, tmp_path, accept=True)
     try:
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{platform.http_port}") as http:
+        async with api_client(platform) as http:
             items: dict[str, Any] = {}
 
             async def changed() -> bool:
