@@ -8,7 +8,8 @@ answers our BYE. The test plays the camera's part on the media side too, in each
 port): it streams the ``ps_rtp_udp.bin`` capture with the answered SSRC, a UDP consumer added
 through the API receives the relayed packets, and FFmpeg (PyAV) decodes every frame; a
 snapshot of the latest keyframe comes back as a JPEG. Packets with a foreign SSRC sent to the
-same port are dropped and counted.
+same port are dropped and counted. Over UDP, a camera that loses and reorders packets: the loss
+and reordering are counted exactly, and every frame that arrived whole is relayed intact.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ import av
 import pytest
 
 from gb28181.server import Platform
+from media.frame_assembler import FrameAssembler
+from media.rtp import RtpPacket
 from tests.helpers import sipp_path
 
 from .conftest import (
@@ -370,3 +373,211 @@ async def test_sipp_camera_play_relays_the_capture_to_a_consumer(
         if proc.returncode is None:
             proc.kill()
             await proc.wait()
+
+
+# Loss and reordering injected by the camera (indexes into the capture, never the first or the
+# last packet, apart from each other). 57 is inside a 6-packet keyframe; the rest are frames of
+# one packet. Each swap sends packet i+1 before packet i: 1 late packet, well inside the
+# relay's misorder window (100); one of them is inside a keyframe.
+DROPPED = (20, 57, 90, 140)
+SWAPPED = (2, 30, 100, 150)
+
+
+@pytest.fixture
+async def udp_platform(tmp_path: Path) -> AsyncIterator[Platform]:
+    env = platform_env(
+        tmp_path,
+        GB28181_DEVICES_CATALOG_ON_REGISTER="false",
+        GB28181_MEDIA_LISTEN="127.0.0.1",
+        GB28181_MEDIA_IDLE_DELAY="0.2",
+        GB28181_MEDIA_STREAM_MODE="UDP",
+    )
+    p = await start_platform(env)
+    try:
+        yield p
+    finally:
+        await p.stop()
+
+
+async def start_sipp_camera(
+    platform: Platform, tmp_path: Path, camera: CameraMedia
+) -> asyncio.subprocess.Process:
+    """SIPp as the camera: registers, answers our INVITE with ``camera``'s media port."""
+    fmt: dict[str, object] = {
+        "server": SERVER_ID,
+        "domain": DOMAIN,
+        "cam": CAMERA,
+        "ssrc": ANSWER_SSRC,
+    }
+    fmt.update(camera.answer())
+    main = tmp_path / "camera.xml"
+    main.write_text(_MAIN.format(**fmt))
+    ooc = tmp_path / "camera_ooc.xml"
+    ooc.write_text(_OOC.format(**fmt))
+    host, port = platform.sip_addr
+    return await asyncio.create_subprocess_exec(
+        sipp_path(),
+        "-sf", str(main),
+        "-oocsf", str(ooc),
+        "-t", "u1",
+        "-i", "127.0.0.1",
+        "-p", str(free_port()),
+        "-au", CAMERA,
+        "-ap", PASSWORD,
+        "-m", "1",
+        "-timeout", "40",
+        "-nostdin",
+        "-trace_err",
+        "-error_file", str(tmp_path / "sipp_errors.log"),
+        f"{host}:{port}",
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+        cwd=tmp_path,
+    )  # fmt: skip
+
+
+def lossy_order(count: int) -> list[int]:
+    """The capture's packet indexes in the order the lossy camera sends them."""
+    order = [i for i in range(count) if i not in DROPPED]
+    for i in SWAPPED:
+        at = order.index(i)
+        assert order[at + 1] == i + 1
+        order[at], order[at + 1] = i + 1, i
+    return order
+
+
+def metric(text: str, name: str) -> float:
+    for line in text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    raise AssertionError(f"{name} not in /metrics")
+
+
+async def test_sipp_camera_udp_loss_and_reordering_are_counted_and_whole_frames_relayed(
+    udp_platform: Platform, tmp_path: Path
+) -> None:
+    platform = udp_platform
+    camera = CameraMedia("UDP")
+    proc = await start_sipp_camera(platform, tmp_path, camera)
+    consumer = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    consumer.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+    consumer.bind(("127.0.0.1", 0))
+    consumer.setblocking(False)
+    packets = load_capture()
+    order = lossy_order(len(packets))
+    try:
+        await wait_registered(platform, proc)
+        async with api_client(platform) as http:
+            output = {"addr": "127.0.0.1", "port": consumer.getsockname()[1], "transport": "udp"}
+            r = await http.post(f"/api/v1/channels/{CAMERA}/play", json={"output": output})
+            assert r.status_code == 201, r.text
+            session = r.json()
+            await camera.open(session["receive"]["port"])
+            answered = int(ANSWER_SSRC)
+            for n, index in enumerate(order):
+                camera.send(with_ssrc(packets[index], answered))
+                if n % 8 == 7:
+                    await asyncio.sleep(0.002)
+
+            received: list[bytes] = []
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + 10
+            while len(received) < len(order) and loop.time() < deadline:
+                try:
+                    received.append(consumer.recv(65536))
+                except BlockingIOError:
+                    await asyncio.sleep(0.01)
+            assert len(received) == len(order)
+
+            # (a) The session's counters: exactly what was injected. Read live from the worker;
+            # poll until every sent packet is accounted for.
+            stats: dict[str, object] = {}
+            deadline = loop.time() + 10
+            while loop.time() < deadline:
+                r = await http.get(f"/api/v1/sessions/{session['id']}")
+                assert r.status_code == 200, r.text
+                stats = r.json()["stats"] or {}
+                if stats.get("packets") == len(order):
+                    break
+                await asyncio.sleep(0.05)
+            assert stats.get("packets") == len(order), stats
+            assert stats["forwarded"] == len(order)
+            assert stats["lost"] == len(DROPPED)
+            assert stats["reordered"] == len(SWAPPED)
+            assert stats["duplicates"] == 0
+            assert stats["restarts"] == 0
+            # The same totals reach /metrics (counters, ``_total``) at the next sample of the
+            # worker's counters (every 5 s).
+            deadline = loop.time() + 15
+            while True:
+                r = await http.get("/metrics")
+                assert r.status_code == 200
+                if metric(r.text, "gb28181_media_packets_total") >= len(order):
+                    break
+                assert loop.time() < deadline, "the media counters were not sampled"
+                await asyncio.sleep(0.2)
+            assert metric(r.text, "gb28181_media_packets_lost_total") == len(DROPPED)
+            assert metric(r.text, "gb28181_media_packets_reordered_total") == len(SWAPPED)
+
+            r = await http.delete(f"/api/v1/sessions/{session['id']}")
+            assert r.status_code == 204
+        errors = tmp_path / "sipp_errors.log"
+        log = errors.read_text(errors="replace") if errors.exists() else ""
+        assert "unexpected" not in log.lower(), log[-2000:]
+    finally:
+        consumer.close()
+        camera.close()
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+
+    # (b) The consumer's stream, in arrival order (the relay forwards late packets as they come).
+    # The output has its own SSRC, sequence start and timestamp offset: the first packet sent
+    # (capture packet 0, neither dropped nor swapped) gives the offsets back to the capture.
+    source = [RtpPacket.parse(p) for p in packets]
+    relayed = [RtpPacket.parse(p) for p in received]
+    assert relayed and order[0] == 0
+    seq_offset = relayed[0].sequence_number - source[0].sequence_number
+    ts_offset = relayed[0].timestamp - source[0].timestamp
+    by_seq = {p.sequence_number: i for i, p in enumerate(source)}
+    arrived: dict[int, RtpPacket] = {}
+    for p in relayed:
+        index = by_seq[(p.sequence_number - seq_offset) & 0xFFFF]
+        assert p.timestamp == (source[index].timestamp + ts_offset) & 0xFFFFFFFF
+        assert p.marker == source[index].marker
+        arrived[index] = p
+    assert [by_seq[(p.sequence_number - seq_offset) & 0xFFFF] for p in relayed] == order
+    assert sorted(arrived) == sorted(set(range(len(packets))) - set(DROPPED))
+
+    # Frames of the capture: the packets of one RTP timestamp.
+    frames: dict[int, list[int]] = {}
+    for i, p in enumerate(source):
+        frames.setdefault(p.timestamp, []).append(i)
+    assert len(frames) == FRAMES
+    whole = {ts for ts, idx in frames.items() if all(i in arrived for i in idx)}
+    damaged = {ts for ts, idx in frames.items() if any(i in DROPPED for i in idx)}
+    assert whole == frames.keys() - damaged and len(damaged) == len(DROPPED)
+    for ts in whole:
+        relayed_frame = b"".join(arrived[i].payload for i in frames[ts])
+        assert relayed_frame == b"".join(source[i].payload for i in frames[ts]), ts
+    # The damaged ones are missing (one-packet frames) or short of exactly the lost packet.
+    for ts in damaged:
+        got = [i for i in frames[ts] if i in arrived]
+        assert got == [i for i in frames[ts] if i not in DROPPED]
+
+    # A receiver's frame assembler (reorder window 8) over the relayed stream: every frame it
+    # delivers is a whole frame of the capture, byte for byte, and it sees the same loss.
+    assembler = FrameAssembler(reorder_window=8)
+    assembled = [f for p in relayed for f in assembler.add(p)] + assembler.flush()
+    assert assembler.lost == len(DROPPED)
+    assert assembled
+    for frame in assembled:
+        ts = (frame.timestamp - ts_offset) & 0xFFFFFFFF
+        assert ts in whole, ts
+        assert frame.payload == b"".join(source[i].payload for i in frames[ts])
+    # It also drops the frame that resumes after each gap (it cannot know where a frame
+    # starts); nothing else is missing.
+    firsts = sorted(frames, key=lambda t: frames[t][0])
+    after_gap = {firsts[firsts.index(ts) + 1] for ts in damaged}
+    delivered = {(f.timestamp - ts_offset) & 0xFFFFFFFF for f in assembled}
+    assert whole - after_gap <= delivered

@@ -7,7 +7,10 @@ with 2-second segments, waits past the flush interval, and kills the server with
 After a restart (start-up reconciliation), the index matches the files: every row's size and
 SHA-256 are its file's, the segments are a byte-exact prefix of the PS that was sent (at most
 the frame still held when the server died is lost), each starts at a keyframe, and FFmpeg
-(PyAV) demuxes each segment alone, every frame up to its end.
+(PyAV) demuxes each segment alone, every frame up to its end. Then the restarted server plays
+the recording back (``POST /api/v1/channels/{id}/playback``, a download at 8x) to a UDP
+consumer: the PS carried by the RTP it receives is the segment files back to back, every frame
+through the recovered segment's end.
 """
 
 from __future__ import annotations
@@ -15,12 +18,16 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import io
+import itertools
 import os
+import socket
 import sys
+import time
 from collections.abc import Mapping
 from pathlib import Path
 
 import av
+import httpx
 import pytest
 
 from gb28181.config import Config, load_config
@@ -164,8 +171,6 @@ async def test_recording_survives_kill_9(tmp_path: Path) -> None:
             [session] = r.json()["items"]
             port = session["receive"]["port"]
 
-            import socket
-
             sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
             sender.connect(("127.0.0.1", port))
             for n, packet in enumerate(load_capture()):
@@ -217,6 +222,59 @@ async def test_recording_survives_kill_9(tmp_path: Path) -> None:
             recorded += data
         assert sent.startswith(recorded)
         assert len(frames) - 1 <= total_frames <= len(frames)
+
+        # Playback works up to the last flushed second: the restarted server plays the recovered
+        # recording (downloaded at 8x) to a UDP consumer, PS over RTP, and the PS that arrives is
+        # the segment files back to back, every frame of them, through the recovered one's end.
+        consumer = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        consumer.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+        consumer.bind(("127.0.0.1", 0))
+        consumer.setblocking(False)
+        try:
+            async with api_client(server) as http:  # type: ignore[arg-type]
+                r = await http.get(
+                    f"/api/v1/channels/{CAMERA}/records",
+                    params={"start": 0, "end": time.time() + 3600, "source": "platform"},
+                )
+                assert r.status_code == 200, r.text
+                records = r.json()["items"]
+                assert [i["id"] for i in records] == [row["id"] for row in rows]
+                # A row starts when its first frame arrived and lasts its media duration; the
+                # capture went in faster than real time, so the rows overlap and the recovered
+                # one is not the one that ends last: the range ends at the latest end.
+                end = max(i["end"] for i in records)
+                assert records[-1]["end"] <= end
+                output = {
+                    "addr": "127.0.0.1",
+                    "port": consumer.getsockname()[1],
+                    "transport": "udp",
+                }
+                r = await http.post(
+                    f"/api/v1/channels/{CAMERA}/playback",
+                    json={
+                        "start": records[0]["start"],
+                        "end": end,
+                        "source": "platform",
+                        "download": True,
+                        "speed": 8,
+                        "output": output,
+                    },
+                )
+                assert r.status_code == 201, r.text
+                playback = r.json()
+                received = await receive_until_ended(http, consumer, playback["id"])
+        finally:
+            consumer.close()
+        replayed = [RtpPacket.parse(p) for p in received]
+        assert {p.payload_type for p in replayed} == {96}
+        assert len({p.ssrc for p in replayed}) == 1
+        seqs = [p.sequence_number for p in replayed]
+        assert all((b - a) & 0xFFFF == 1 for a, b in itertools.pairwise(seqs)), seqs
+        ps = b"".join(p.payload for p in replayed)
+        assert ps == recorded
+        assert sum(p.marker for p in replayed) == total_frames
+        assert pyav_packets(ps) == pyav_packets(recorded)
+        assert len(pyav_packets(ps)) == total_frames
     finally:
         if sender is not None:
             sender.close()
@@ -224,6 +282,29 @@ async def test_recording_survives_kill_9(tmp_path: Path) -> None:
         if camera.returncode is None:
             camera.kill()
             await camera.wait()
+
+
+async def receive_until_ended(
+    http: httpx.AsyncClient, sock: socket.socket, session_id: str, timeout: float = 30.0
+) -> list[bytes]:
+    """Every datagram ``sock`` receives until the playback session ends by itself (404)."""
+    packets: list[bytes] = []
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    ended = False
+    while True:
+        try:
+            packets.append(sock.recv(65536))
+            continue
+        except BlockingIOError:
+            pass
+        if ended:  # drained after the end
+            return packets
+        assert loop.time() < deadline, "the playback did not end at the end of the recording"
+        r = await http.get(f"/api/v1/playback/{session_id}")
+        ended = r.status_code == 404
+        if not ended:
+            await asyncio.sleep(0.05)
 
 
 def row_duration(row: dict[str, object]) -> float:
