@@ -471,10 +471,16 @@ class CallService:
         last = self._media_last.get(media_id)
         prev = last[1] if last is not None else {}
         m = self.media
+        # Totals grow from each counter's high-water mark: loss can shrink when a late packet
+        # fills a gap, and counting from the lower value would count that gap twice when the
+        # next real loss brings it back up.
+        seen = dict(stats)
         for name in _MEDIA_COUNTERS:
-            delta = int(stats.get(name) or 0) - int(prev.get(name) or 0)
-            if delta > 0:  # loss can shrink when a late packet fills a gap
-                setattr(m, name, getattr(m, name) + delta)
+            current, before = int(stats.get(name) or 0), int(prev.get(name) or 0)
+            if current > before:
+                setattr(m, name, getattr(m, name) + current - before)
+            else:
+                seen[name] = before
         prev_drops: dict[str, int] = prev.get("drops") or {}
         for reason, count in (stats.get("drops") or {}).items():
             delta = int(count) - int(prev_drops.get(reason, 0))
@@ -483,7 +489,7 @@ class CallService:
         if last is not None and now > last[0]:
             sent = int(stats.get("bytes") or 0) - int(prev.get("bytes") or 0)
             self._bitrates[media_id] = max(sent, 0) * 8 / (now - last[0])
-        self._media_last[media_id] = (now, stats)
+        self._media_last[media_id] = (now, seen)
 
     def poll_events(self) -> None:
         """Handle every event the worker has queued."""

@@ -313,13 +313,22 @@ async def test_media_metrics_add_worker_deltas_and_time_the_start(
     assert f'gb28181_media_stream_bitrate_bits_per_second{{channel="{CHANNEL}"}} 16000.0' in text
     assert 'gb28181_media_start_latency_seconds_bucket{le="0.5"} 1.0' in text
     assert 'gb28181_media_start_latency_seconds_bucket{le="0.25"} 0.0' in text
+    # The gap filled, then a new loss: counted from the high-water mark, not twice.
+    now[0] += 5.0
+    counters.update(packets=40, bytes=30_000, lost=1)
+    calls.sample_media()
+    assert "gb28181_media_packets_lost_total 1.0" in sig.metrics.render().decode()
+    now[0] += 5.0
+    counters.update(packets=50, bytes=40_000, lost=2)
+    calls.sample_media()
+    assert "gb28181_media_packets_lost_total 2.0" in sig.metrics.render().decode()
 
     (consumer,) = session.consumers
     calls.leave(session.session_id, consumer)
     await settle()
     text = sig.metrics.render().decode()
     assert "gb28181_media_sessions 0.0" in text
-    assert "gb28181_media_packets_total 30.0" in text  # totals outlive the session
+    assert "gb28181_media_packets_total 50.0" in text  # totals outlive the session
     assert CHANNEL not in text
 
 
