@@ -317,17 +317,16 @@ class InboundService:
         """The TLS connection a REGISTER came on (the guard gets no Source): the peer address
         the transport stamped on the top Via (``received``, ``rport``: RFC 3581), or its
         sent-by; an ambiguous match is none."""
+        tls = [c for c in self.signalling.transport.connections.values() if c.transport == "TLS"]
+        if not tls:
+            return None  # nothing to match: no Via to parse (every REGISTER, both rounds)
         try:
             via = request.vias[0]
         except (SipError, IndexError):
             return None
         host = via.params.get("received") or via.host
         ports = {p for p in (via.params.get("rport"), str(via.port or "")) if p}
-        found = [
-            conn
-            for conn in self.signalling.transport.connections.values()
-            if conn.transport == "TLS" and conn.peer[0] == host
-        ]
+        found = [conn for conn in tls if conn.peer[0] == host]
         exact = [conn for conn in found if str(conn.peer[1]) in ports]
         if len(exact) == 1:
             return exact[0].conn_id

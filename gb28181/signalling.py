@@ -126,6 +126,8 @@ class Signalling:
         )
         # New non-INVITE requests (REGISTER, keepalives) skip the event queue.
         self.transport.on_request = self._request
+        # ...and a UDP REGISTER without credentials is challenged without a transaction.
+        self.transport.on_stateless = self._stateless
         self.methods: dict[str, RequestHandler] = {
             "REGISTER": self._on_register,
             "MESSAGE": self._on_message,
@@ -193,13 +195,41 @@ class Signalling:
         direct road: no event object, no queue), the transaction layer having
         opened the server transaction under ``key``.
         """
-        # Counted here rather than per datagram: retransmissions absorbed by
-        # the transaction layer are not new requests.
-        self.metrics.message(request.method, "in")
         conn = self.transport.connection(conn_id) if conn_id is not None else None
         transport = conn.transport if conn is not None else "UDP"
         host, port = cast(tuple[str, int], addr)
-        source = Source(transport, host, port, conn_id)
+        response = self._answer(request, Source(transport, host, port, conn_id), now)
+        if response is not None:
+            self.layer.send_response(key, response, now)
+
+    def _stateless(
+        self, request: SipRequest, addr: tuple[str, int], now: float
+    ) -> SipResponse | None:
+        """Answer a UDP REGISTER without credentials statelessly (RFC 3261 §8.2.7), or None.
+
+        Its answer (the digest challenge, or a refusal by a guard, the lockout or the ID
+        checks) changes no state of ours, and our nonces are stateless, so a server
+        transaction would only keep the 401 for timer J's 32 s to resend it to a
+        retransmission: one that comes now gets a fresh, equally valid challenge instead. Half
+        of every registration's transactions go, with their cost and their share of
+        ``max_transactions``. The retransmission counts as a request again in the metrics.
+        """
+        if (
+            request.method != "REGISTER"
+            or request.headers.get("Authorization") is not None
+            # A replaced REGISTER handler may answer later (None): it keeps the transaction.
+            or self.methods.get("REGISTER") != self._on_register
+        ):
+            return None
+        # Refuse what the transaction layer would refuse (no Via, a bad one), the same way.
+        self.layer.request_key(request)
+        return self._answer(request, Source("UDP", addr[0], addr[1], None), now)
+
+    def _answer(self, request: SipRequest, source: Source, now: float) -> SipResponse | None:
+        """Count ``request``, run its handler and count the response it gives (if any)."""
+        # Counted here rather than per datagram: retransmissions absorbed by
+        # the transaction layer are not new requests.
+        self.metrics.message(request.method, "in")
         handler = self.methods.get(request.method)
         try:
             if self.in_dialog and request.method in _DIALOG_METHODS:
@@ -220,7 +250,7 @@ class Signalling:
             response = make_response(request, 500, to_tag=self._tag())
         if response is not None:
             self.metrics.response(response.status, request.method, "out")
-            self.layer.send_response(key, response, now)
+        return response
 
     def _on_response(self, event: ResponseReceived) -> None:
         self.metrics.response(event.response.status, event.key.method, "in")

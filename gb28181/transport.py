@@ -33,6 +33,7 @@ from .sip import (
     SipMessage,
     SipParseError,
     SipRequest,
+    SipResponse,
     StreamParser,
     TransactionKey,
     TransactionLayer,
@@ -52,6 +53,9 @@ ParseErrorHook = Callable[[str], None]
 #: Called with (request, transaction key, source address, connection id, now) for each new
 #: non-INVITE request; it answers through ``layer.send_response`` (see SipTransport.on_request).
 RequestHook = Callable[[SipRequest, TransactionKey, Addr, "int | None", float], None]
+#: Called with (request, source address, now) for each new non-INVITE UDP request on the
+#: direct road; a response is sent statelessly (see SipTransport.on_stateless).
+StatelessHook = Callable[[SipRequest, Addr, float], SipResponse | None]
 
 
 @dataclass(eq=False, slots=True)
@@ -140,6 +144,10 @@ class SipTransport:
         #: all the traffic): handed over at once instead of as a ``RequestReceived`` event
         #: for ``on_events`` to drain. ``None``: every request goes through the events.
         self.on_request: RequestHook | None = None
+        #: Consulted first on that road, for UDP only: a response it returns is sent at once to
+        #: the source address, without a server transaction (a stateless UAS, RFC 3261 §8.2.7:
+        #: the registrar's digest challenge); ``None`` lets the request take the road above.
+        self.on_stateless: StatelessHook | None = None
 
     # -- lifecycle ----------------------------------------------------------
     async def start(
@@ -214,6 +222,12 @@ class SipTransport:
         now = self.clock()
         try:
             msg.stamp_received(addr[0], addr[1])
+            stateless = self.on_stateless
+            if stateless is not None:
+                response = stateless(msg, addr, now)
+                if response is not None:
+                    self._write(bytes(response), addr, None)
+                    return
             key = self.layer.receive_request(msg, addr, now, reliable=False)
             if key is not None:
                 direct(msg, key, addr, None, now)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import re
 
 import pytest
@@ -467,3 +468,172 @@ def test_direct_road_fuzz_matches_the_event_road(
         sig.transport._datagram(datagram, ("10.0.0.9", 40000))
         outputs.append(([_masked(d) for d in wire], sig.transport.parse_errors))
     assert outputs[0] == outputs[1]
+
+
+# -- the stateless challenge: a UDP REGISTER without credentials gets its 401 without a
+# -- server transaction (RFC 3261 §8.2.7) --------------------------------------------------
+
+
+def _stateless_road(
+    stateless: bool, *, strict_ids: bool = True, entropy: bool = False
+) -> tuple[Signalling, list[bytes]]:
+    """The direct road with (or without: the former path) the stateless challenge.
+
+    The registrar reports to the signalling's metrics, so auth failures are compared too.
+    """
+    metrics = Metrics()
+    issuer = (
+        NonceIssuer(b"s" * 32, 300)
+        if entropy
+        else NonceIssuer(b"s" * 32, 300, entropy=lambda n: b"\x01" * n)
+    )
+    reg = Registrar(
+        RegistrarConfig(
+            server_id=SERVER, domain=DOMAIN, default_password="secret123", strict_ids=strict_ids
+        ),
+        DigestVerifier(issuer, DOMAIN),
+        metrics=metrics,
+    )
+    sig = Signalling(
+        reg, metrics, server_id=SERVER, max_size=65536, user_agent="t", clock=lambda: T0 + 2
+    )
+    if not stateless:
+        sig.transport.on_stateless = None
+    wire: list[bytes] = []
+    sig.transport._write = lambda data, addr, conn_id: wire.append(data)  # type: ignore[method-assign]
+    return sig, wire
+
+
+def _authorize(challenge_response: bytes, device: str = DEVICE) -> str:
+    challenge = parse_message(challenge_response).headers.get("WWW-Authenticate") or ""
+    auth = build_authorization(
+        DigestChallenge.parse(challenge),
+        "REGISTER",
+        f"sip:{SERVER}@{DOMAIN}",
+        device,
+        "secret123",
+        cnonce="c0ffee",
+    )
+    return str(auth)
+
+
+def test_challenge_is_stateless_and_a_retransmission_gets_a_fresh_valid_one() -> None:
+    sig, wire = _stateless_road(True, entropy=True)
+    src = ("10.0.0.9", 40000)
+    datagram = _register_datagram("z9hG4bKs1", 1)
+    sig.transport._datagram(datagram, src)
+    sig.transport._datagram(datagram, src)  # retransmitted: challenged again
+    assert [d.split(b" ", 2)[1] for d in wire] == [b"401", b"401"]
+    first, again = (parse_message(d) for d in wire)
+    assert first.headers.get("WWW-Authenticate") != again.headers.get("WWW-Authenticate")
+    # No transaction was opened, none is left behind, no timer is armed for one.
+    assert sig.layer.stats.server_created == 0
+    assert not sig.layer._nist and sig.layer.get_timer() is None
+    # Either nonce completes the registration (they are stateless: nothing was stored).
+    sig.transport._datagram(_register_datagram("z9hG4bKs2", 2, _authorize(wire[1])), src)
+    assert wire[-1].startswith(b"SIP/2.0 200 OK\r\n")
+    st = sig.registrar.get(DEVICE)
+    assert st is not None and st.registered
+    other, wire_other = _stateless_road(True, entropy=True)
+    other.transport._datagram(_register_datagram("z9hG4bKs3", 3, _authorize(wire[0])), src)
+    assert wire_other[-1].startswith(b"SIP/2.0 200 OK\r\n")
+    # The authorised round keeps its transaction: its retransmission gets the same 200.
+    assert sig.layer.stats.server_created == 1
+    sig.transport._datagram(_register_datagram("z9hG4bKs2", 2, _authorize(wire[1])), src)
+    assert wire[-1] == wire[-2] and sig.layer.stats.responses_resent == 1
+
+
+def test_stateless_challenge_copies_via_from_to_callid_cseq_like_the_former_path() -> None:
+    sig, wire = _stateless_road(True)
+    sig.transport._datagram(_register_datagram("z9hG4bKh1", 7), ("192.0.2.7", 40001))
+    resp = parse_message(wire[0])
+    assert isinstance(resp, SipResponse) and resp.status == 401
+    h = resp.headers
+    assert h.get("Via") == (
+        "SIP/2.0/UDP 10.0.0.9:5060;rport=40001;branch=z9hG4bKh1;received=192.0.2.7"
+    )
+    assert h.get("From") == f"<sip:{DEVICE}@{DOMAIN}>;tag=reg1"
+    assert (h.get("To") or "").startswith(f"<sip:{DEVICE}@{DOMAIN}>;tag=")
+    assert h.get("Call-ID") == "road-reg@10.0.0.9"
+    assert h.get("CSeq") == "7 REGISTER"
+    assert h.get("Server") == "gb28181-platform"  # the registrar's user agent
+
+
+def _refusals(sig: Signalling, wire: list[bytes]) -> list[bytes]:
+    """Unauthenticated REGISTERs of every kind the registrar or a guard refuses or challenges.
+
+    Each is a new request (its own branch): on the former path the same branch again would be
+    a retransmission, absorbed by its transaction.
+    """
+    src = ("10.0.0.9", 40000)
+    feed = sig.transport._datagram
+    branches = itertools.count(1)
+
+    def base() -> bytes:
+        return _register_datagram(f"z9hG4bKq{next(branches)}", 1)
+
+    feed(base(), src)  # 401
+    feed(base().replace(b"Expires: 3600\r\n", b""), src)  # 400 Missing Expires
+    feed(base().replace(DEVICE.encode(), b"3402abc"), src)  # 403 invalid ID (strict)
+    feed(base().replace(f"sip:{SERVER}@".encode(), b"sip:34020000002000000999@"), src)  # 404
+    feed(base().replace(b"From: <sip:", b"From: <sip:@"), src)  # odd user
+    feed(base().replace(b";rport;", b';rport;x="a,b";'), src)  # Via the slow road parses
+    feed(base().replace(b";branch=z9hG4bK", b";branch=zz"), src)  # no cookie: RFC 2543 key
+    feed(base().replace(b"Via: SIP/2.0/UDP", b"Via: SIP/2.0/UDPX"), src)  # odd transport
+    feed(base().replace(b"CSeq: 1 REGISTER", b"CSeq: x REGISTER"), src)  # bad CSeq
+    feed(base().replace(b"From:", b"f:").replace(b"Call-ID:", b"i:"), src)  # compact forms
+    # A wrong password five times locks the device out; its unauthenticated REGISTER then
+    # gets 403 Locked Out (and an auth failure) instead of a challenge.
+    challenge = DigestChallenge.parse(parse_message(wire[0]).headers.get("WWW-Authenticate") or "")
+    for n in range(5):
+        wrong = build_authorization(
+            challenge, "REGISTER", f"sip:{SERVER}@{DOMAIN}", DEVICE, "wrong", cnonce=f"c{n}"
+        )
+        feed(_register_datagram(f"z9hG4bKq{next(branches)}", 2, str(wrong)), src)
+    feed(base(), src)
+    # A guard's refusal answers instead of the registrar, exactly as before.
+    sig.register_guards.append(
+        lambda request, device_id: make_response(request, 403, "ID Not Issued", to_tag="g")
+    )
+    feed(base(), src)
+    return [_masked(d) for d in wire]
+
+
+@pytest.mark.parametrize("strict_ids", [True, False])
+def test_stateless_challenge_answers_and_counts_like_the_former_path(strict_ids: bool) -> None:
+    outputs = []
+    for stateless in (True, False):
+        sig, wire = _stateless_road(stateless, strict_ids=strict_ids)
+        got = _refusals(sig, wire)
+        m = sig.metrics
+        outputs.append(
+            (
+                got,
+                dict(m._msg_counts),
+                dict(m._resp_counts),
+                sum(m.register_seconds.counts),
+                sorted((k, c._value.get()) for k, c in m._auth_children.items()),
+                sig.transport.parse_errors,
+            )
+        )
+        if stateless:
+            # Only the wrong-password REGISTERs (they carry credentials) opened transactions.
+            assert sig.layer.stats.server_created == 5
+    assert outputs[0] == outputs[1]
+    statuses = [d.split(b" ", 2)[1] for d in outputs[0][0]]
+    assert statuses[0] == b"401" and statuses[-1] == b"403"
+    assert b"Locked Out" in outputs[0][0][-2]
+
+
+def test_stateless_challenge_is_not_taken_for_a_handler_that_answers_later() -> None:
+    sig, wire = _stateless_road(True)
+    calls: list[str] = []
+
+    def later(request: SipRequest, source: Source, now: float) -> SipResponse | None:
+        calls.append(request.method)
+        return None  # answers later through respond(): needs its transaction
+
+    sig.methods["REGISTER"] = later
+    sig.transport._datagram(_register_datagram("z9hG4bKl1", 1), ("10.0.0.9", 40000))
+    assert calls == ["REGISTER"] and not wire
+    assert sig.layer.stats.server_created == 1

@@ -230,21 +230,7 @@ class TransactionLayer:
         if method == "INVITE" or method == "ACK" or method == "CANCEL":
             self._receive_request(message, addr, now, reliable, conn_id)
             return None
-        # The hot path: REGISTER, MESSAGE... The key is read from the raw
-        # top Via as via_branch_sent_by() would (same result, same text);
-        # anything unusual (a list, quotes, no cookie) takes server_key().
-        raw = message.headers.get("Via")
-        key = None
-        if raw is not None and "," not in raw and '"' not in raw:
-            start = raw.find(";branch=")
-            if start > 0 and raw.startswith("z9hG4bK", start + 8):
-                fields = raw[: raw.find(";")].split()
-                end = raw.find(";", start + 8)
-                branch = (raw[start + 8 :] if end < 0 else raw[start + 8 : end]).strip()
-                if len(fields) > 1 and len(branch) > 7:
-                    key = _new(TransactionKey, (branch, fields[-1], method, True))
-        if key is None:
-            key = server_key(message)
+        key = self.request_key(message)
         nist = self._nist.get(key)
         if nist is not None:
             self._nist_again(nist)
@@ -258,6 +244,29 @@ class TransactionLayer:
         self._nist[key] = nist
         self._guard.append(nist)
         return key
+
+    @staticmethod
+    def request_key(message: SipRequest) -> TransactionKey:
+        """The server-transaction key of a non-INVITE request, as :meth:`receive_request` finds it.
+
+        Also what a caller answering statelessly (RFC 3261 §8.2.7) runs first, so that a
+        request the layer would refuse (no Via, a bad one) is refused the same way.
+
+        :raises SipRemoteError: as :meth:`receive_message`.
+        """
+        # The hot path: REGISTER, MESSAGE... The key is read from the raw
+        # top Via as via_branch_sent_by() would (same result, same text);
+        # anything unusual (a list, quotes, no cookie) takes server_key().
+        raw = message.headers.get("Via")
+        if raw is not None and "," not in raw and '"' not in raw:
+            start = raw.find(";branch=")
+            if start > 0 and raw.startswith("z9hG4bK", start + 8):
+                fields = raw[: raw.find(";")].split()
+                end = raw.find(";", start + 8)
+                branch = (raw[start + 8 :] if end < 0 else raw[start + 8 : end]).strip()
+                if len(fields) > 1 and len(branch) > 7:
+                    return _new(TransactionKey, (branch, fields[-1], message.method, True))
+        return server_key(message)
 
     def send_request(
         self,

@@ -981,6 +981,15 @@ def test_receive_request_opens_the_transaction_without_an_event() -> None:
     assert events(layer) == []
 
 
+def test_request_key_is_the_key_receive_request_opens_without_opening_one() -> None:
+    """What a stateless answer (RFC 3261 §8.2.7) checks first: same key, no transaction."""
+    layer = udp()
+    msg = request("REGISTER")
+    key = TransactionLayer.request_key(msg)
+    assert len(layer) == 0
+    assert layer.receive_request(msg, PEER, 0.0, reliable=False) == key
+
+
 def test_receive_request_leaves_invite_ack_and_cancel_to_the_events() -> None:
     layer = udp(trying_delay=None)
     invite = request("INVITE")
