@@ -42,52 +42,13 @@ from tests.integration.conftest import (  # noqa: E402
     platform_env,
     start_platform,
 )
+from tests.integration.sipp_device import register_scenario  # noqa: E402
 
 CAMERA = "34020000001320000001"
 CAPTURE = ROOT / "tests" / "fixtures" / "ps-rtp" / "ps_rtp_udp.bin"
 FRAME_INTERVAL = 0.04
 STREAM_SECONDS = 2.0
 
-_MAIN = """<?xml version="1.0" encoding="ISO-8859-1" ?>
-<scenario name="camera registers">
-  <send retrans="500">
-    <![CDATA[
-
-      REGISTER sip:{server}@{domain} SIP/2.0
-      Via: SIP/2.0/[transport] [local_ip]:[local_port];rport;branch=[branch]
-      From: <sip:{cam}@{domain}>;tag=[pid]R[call_number]
-      To: <sip:{cam}@{domain}>
-      Call-ID: [call_id]
-      CSeq: 1 REGISTER
-      Contact: <sip:{cam}@[local_ip]:[local_port]>
-      Max-Forwards: 70
-      Expires: 3600
-      Content-Length: 0
-
-    ]]>
-  </send>
-  <recv response="401" auth="true" />
-  <send retrans="500">
-    <![CDATA[
-
-      REGISTER sip:{server}@{domain} SIP/2.0
-      Via: SIP/2.0/[transport] [local_ip]:[local_port];rport;branch=[branch]
-      From: <sip:{cam}@{domain}>;tag=[pid]R[call_number]
-      To: <sip:{cam}@{domain}>
-      Call-ID: [call_id]
-      CSeq: 2 REGISTER
-      Contact: <sip:{cam}@[local_ip]:[local_port]>
-      [authentication]
-      Max-Forwards: 70
-      Expires: 3600
-      Content-Length: 0
-
-    ]]>
-  </send>
-  <recv response="200" />
-  <pause milliseconds="{hold_ms}" />
-</scenario>
-"""
 
 # On the INVITE: tell the sender our receive port ($2) and SSRC ($4), answer with that SSRC
 # (SIPp refuses variables assigned and never used: the whole matches go along too).
@@ -254,7 +215,9 @@ async def bench(runs: int) -> list[tuple[float, float]]:
             "notify": camera.port,
             "hold_ms": (runs * 4 + 30) * 1000,
         }
-        (tmp_path / "camera.xml").write_text(_MAIN.format(**fmt))
+        (tmp_path / "camera.xml").write_text(
+            register_scenario(CAMERA, SERVER_ID, DOMAIN, hold_ms=int(fmt["hold_ms"]))
+        )
         (tmp_path / "camera_ooc.xml").write_text(_OOC.format(**fmt))
         host, port = platform.sip_addr
         sipp = shutil.which("sipp")

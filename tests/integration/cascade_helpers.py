@@ -22,6 +22,7 @@ from gb28181.store import ChannelRecord, DeviceRecord, open_store
 from tests.helpers import sipp_path
 
 from .conftest import free_port, platform_env
+from .sipp_device import register_scenario
 
 __all__ = [
     "ANSWER_SSRC",
@@ -48,46 +49,6 @@ PASSWORDS = {PROVINCE: "pw-province", CITY: "pw-city", DISTRICT: "pw-district"}
 ANSWER_SSRC = "0106000042"
 NEW_NAME = "Gate camera renamed"
 
-_NVR_MAIN = """<?xml version="1.0" encoding="ISO-8859-1" ?>
-<scenario name="NVR registers">
-  <send retrans="500">
-    <![CDATA[
-
-      REGISTER sip:{district}@{domain} SIP/2.0
-      Via: SIP/2.0/[transport] [local_ip]:[local_port];rport;branch=[branch]
-      From: <sip:{nvr}@{domain}>;tag=[pid]R[call_number]
-      To: <sip:{nvr}@{domain}>
-      Call-ID: [call_id]
-      CSeq: 1 REGISTER
-      Contact: <sip:{nvr}@[local_ip]:[local_port]>
-      Max-Forwards: 70
-      Expires: 3600
-      Content-Length: 0
-
-    ]]>
-  </send>
-  <recv response="401" auth="true" />
-  <send retrans="500">
-    <![CDATA[
-
-      REGISTER sip:{district}@{domain} SIP/2.0
-      Via: SIP/2.0/[transport] [local_ip]:[local_port];rport;branch=[branch]
-      From: <sip:{nvr}@{domain}>;tag=[pid]R[call_number]
-      To: <sip:{nvr}@{domain}>
-      Call-ID: [call_id]
-      CSeq: 2 REGISTER
-      Contact: <sip:{nvr}@[local_ip]:[local_port]>
-      [authentication]
-      Max-Forwards: 70
-      Expires: 3600
-      Content-Length: 0
-
-    ]]>
-  </send>
-  <recv response="200" />
-  <pause milliseconds="60000" />
-</scenario>
-"""
 
 # What the district sends the NVR: the INVITE (answered with the NVR's own y=, then ACK and,
 # at the end, BYE), and a PTZ DeviceControl, after which the NVR reports a catalog change.
@@ -333,7 +294,7 @@ async def start_nvr(district: Platform, tmp_path: Path) -> asyncio.subprocess.Pr
         "new_name": NEW_NAME,
     }
     main = tmp_path / "nvr.xml"
-    main.write_text(_NVR_MAIN.format(**fmt))
+    main.write_text(register_scenario(NVR, DISTRICT, DISTRICT[:10], hold_ms=60000))
     ooc = tmp_path / "nvr_ooc.xml"
     ooc.write_text(_NVR_OOC.format(**fmt))
     host, port = district.sip_addr

@@ -17,7 +17,52 @@ from tests.helpers import sipp_path
 
 from .conftest import DOMAIN, PASSWORD, SERVER_ID, free_port
 
-__all__ = ["send_manscdp", "sipp_errors", "start_sipp_device", "wait_until"]
+__all__ = [
+    "register_scenario",
+    "send_manscdp",
+    "sipp_errors",
+    "start_sipp_device",
+    "wait_until",
+]
+
+
+def register_scenario(
+    device_id: str,
+    registrar_id: str,
+    domain: str,
+    *,
+    hold_ms: int = 30000,
+    encoding: str = "ISO-8859-1",
+) -> str:
+    """The device's own call: REGISTER, answer the digest challenge, then stay registered
+    for ``hold_ms`` while the out-of-call scenario answers the platform's requests."""
+    register = """
+      REGISTER sip:{registrar}@{domain} SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];rport;branch=[branch]
+      From: <sip:{device}@{domain}>;tag=[pid]R[call_number]
+      To: <sip:{device}@{domain}>
+      Call-ID: [call_id]
+      CSeq: {cseq} REGISTER
+      Contact: <sip:{device}@[local_ip]:[local_port]>{auth}
+      Max-Forwards: 70
+      Expires: 3600
+      Content-Length: 0
+"""
+
+    def send(cseq: int, auth: str) -> str:
+        text = register.format(
+            registrar=registrar_id, domain=domain, device=device_id, cseq=cseq, auth=auth
+        )
+        return f'  <send retrans="500">\n    <![CDATA[\n{text}\n    ]]>\n  </send>\n'
+
+    return (
+        f'<?xml version="1.0" encoding="{encoding}" ?>\n<scenario name="device registers">\n'
+        + send(1, "")
+        + '  <recv response="401" auth="true" />\n'
+        + send(2, "\n      [authentication]")
+        + '  <recv response="200" />\n'
+        + f'  <pause milliseconds="{hold_ms}" />\n</scenario>\n'
+    )
 
 
 async def start_sipp_device(

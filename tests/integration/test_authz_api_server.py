@@ -23,8 +23,8 @@ from gb28181.store import ChannelRecord
 from tests.helpers import sipp_path
 
 from .conftest import SERVER_ID, api_client, platform_env, start_platform
-from .sipp_device import start_sipp_device
-from .test_calls_peers import _MAIN, _OOC, ANSWER_SSRC
+from .sipp_device import register_scenario, start_sipp_device
+from .test_calls_peers import _OOC, ANSWER_SSRC
 from .test_calls_peers import CAMERA as PLAY_CAM
 from .test_calls_peers import DOMAIN as CALL_DOMAIN
 
@@ -32,7 +32,6 @@ pytestmark = pytest.mark.peer
 
 PTZ_CAM = "34020000001320000002"
 
-_PTZ_MAIN = _MAIN.replace("{cam}", PTZ_CAM)
 _PTZ_OOC = """<?xml version="1.0" encoding="ISO-8859-1" ?>
 <scenario name="camera takes a DeviceControl">
   <recv request="MESSAGE" />
@@ -104,12 +103,16 @@ async def test_levels_control_and_a_tamper_evident_trail(tmp_path: Path) -> None
     (tmp_path / "b").mkdir()
     fmt = {"server": SERVER_ID, "domain": CALL_DOMAIN, "cam": PLAY_CAM, "ssrc": ANSWER_SSRC,
            "media_port": 15060, "proto": "RTP/AVP", "setup": ""}  # fmt: skip
+    play_main = register_scenario(PLAY_CAM, SERVER_ID, CALL_DOMAIN)
     play_cam = await start_sipp_device(
-        platform, tmp_path / "a", PLAY_CAM, _MAIN.format(**fmt), _OOC.format(**fmt)
+        platform, tmp_path / "a", PLAY_CAM, play_main, _OOC.format(**fmt)
     )
-    ptz_fmt = {**fmt, "cam": PTZ_CAM}
     ptz_cam = await start_sipp_device(
-        platform, tmp_path / "b", PTZ_CAM, _PTZ_MAIN.format(**ptz_fmt), _PTZ_OOC
+        platform,
+        tmp_path / "b",
+        PTZ_CAM,
+        register_scenario(PTZ_CAM, SERVER_ID, CALL_DOMAIN),
+        _PTZ_OOC,
     )
     try:
         await wait_registered(platform, PLAY_CAM, PTZ_CAM)

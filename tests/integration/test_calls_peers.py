@@ -38,6 +38,7 @@ from .conftest import (
     platform_env,
     start_platform,
 )
+from .sipp_device import register_scenario
 
 pytestmark = pytest.mark.peer
 
@@ -46,46 +47,6 @@ ANSWER_SSRC = "0200000099"
 CAPTURE = Path(__file__).resolve().parent.parent / "fixtures" / "ps-rtp" / "ps_rtp_udp.bin"
 FRAMES = 162
 
-_MAIN = """<?xml version="1.0" encoding="ISO-8859-1" ?>
-<scenario name="camera registers">
-  <send retrans="500">
-    <![CDATA[
-
-      REGISTER sip:{server}@{domain} SIP/2.0
-      Via: SIP/2.0/[transport] [local_ip]:[local_port];rport;branch=[branch]
-      From: <sip:{cam}@{domain}>;tag=[pid]R[call_number]
-      To: <sip:{cam}@{domain}>
-      Call-ID: [call_id]
-      CSeq: 1 REGISTER
-      Contact: <sip:{cam}@[local_ip]:[local_port]>
-      Max-Forwards: 70
-      Expires: 3600
-      Content-Length: 0
-
-    ]]>
-  </send>
-  <recv response="401" auth="true" />
-  <send retrans="500">
-    <![CDATA[
-
-      REGISTER sip:{server}@{domain} SIP/2.0
-      Via: SIP/2.0/[transport] [local_ip]:[local_port];rport;branch=[branch]
-      From: <sip:{cam}@{domain}>;tag=[pid]R[call_number]
-      To: <sip:{cam}@{domain}>
-      Call-ID: [call_id]
-      CSeq: 2 REGISTER
-      Contact: <sip:{cam}@[local_ip]:[local_port]>
-      [authentication]
-      Max-Forwards: 70
-      Expires: 3600
-      Content-Length: 0
-
-    ]]>
-  </send>
-  <recv response="200" />
-  <pause milliseconds="30000" />
-</scenario>
-"""
 
 _OOC = """<?xml version="1.0" encoding="ISO-8859-1" ?>
 <scenario name="camera answers INVITE">
@@ -256,39 +217,7 @@ async def test_sipp_camera_play_relays_the_capture_to_a_consumer(
     platform = media_platform
     mode = platform.config.media.stream_mode
     camera = CameraMedia(mode)
-    fmt: dict[str, object] = {
-        "server": SERVER_ID,
-        "domain": DOMAIN,
-        "cam": CAMERA,
-        "ssrc": ANSWER_SSRC,
-    }
-    fmt.update(camera.answer())
-    main = tmp_path / "camera.xml"
-    main.write_text(_MAIN.format(**fmt))
-    ooc = tmp_path / "camera_ooc.xml"
-    ooc.write_text(_OOC.format(**fmt))
-    host, port = platform.sip_addr
-    proc = await asyncio.create_subprocess_exec(
-        sipp_path(),
-        "-sf", str(main),
-        "-oocsf", str(ooc),
-        "-t", "u1",
-        "-i", "127.0.0.1",
-        "-p", str(free_port()),
-        "-au", CAMERA,
-        "-ap", PASSWORD,
-        "-m", "1",
-        "-timeout", "40",
-        "-nostdin",
-        "-trace_err",
-        "-trace_msg",
-        "-error_file", str(tmp_path / "sipp_errors.log"),
-        "-message_file", str(tmp_path / "sipp_messages.log"),
-        f"{host}:{port}",
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.DEVNULL,
-        cwd=tmp_path,
-    )  # fmt: skip
+    proc = await start_sipp_camera(platform, tmp_path, camera)
     consumer = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     consumer.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
     consumer.bind(("127.0.0.1", 0))
@@ -411,7 +340,7 @@ async def start_sipp_camera(
     }
     fmt.update(camera.answer())
     main = tmp_path / "camera.xml"
-    main.write_text(_MAIN.format(**fmt))
+    main.write_text(register_scenario(CAMERA, SERVER_ID, DOMAIN))
     ooc = tmp_path / "camera_ooc.xml"
     ooc.write_text(_OOC.format(**fmt))
     host, port = platform.sip_addr
@@ -428,7 +357,9 @@ async def start_sipp_camera(
         "-timeout", "40",
         "-nostdin",
         "-trace_err",
+        "-trace_msg",
         "-error_file", str(tmp_path / "sipp_errors.log"),
+        "-message_file", str(tmp_path / "sipp_messages.log"),
         f"{host}:{port}",
         stdout=asyncio.subprocess.DEVNULL,
         stderr=asyncio.subprocess.DEVNULL,

@@ -32,7 +32,7 @@ from media.rtp import RtpPacket, RtpPacketizer
 from tests.clips import demux_video, encode_clip, mux
 
 from .conftest import DOMAIN, SERVER_ID, api_client, platform_env, start_platform
-from .sipp_device import send_manscdp, sipp_errors, start_sipp_device
+from .sipp_device import register_scenario, send_manscdp, sipp_errors, start_sipp_device
 
 pytestmark = pytest.mark.peer
 
@@ -40,46 +40,6 @@ CAMERA = "34020000001320000001"
 ANSWER_SSRC = "1200000077"
 LIVE_SSRC = "0200000088"
 
-_REGISTER = """<?xml version="1.0" encoding="GB2312" ?>
-<scenario name="camera registers">
-  <send retrans="500">
-    <![CDATA[
-
-      REGISTER sip:{server}@{domain} SIP/2.0
-      Via: SIP/2.0/[transport] [local_ip]:[local_port];rport;branch=[branch]
-      From: <sip:{cam}@{domain}>;tag=[pid]R[call_number]
-      To: <sip:{cam}@{domain}>
-      Call-ID: [call_id]
-      CSeq: 1 REGISTER
-      Contact: <sip:{cam}@[local_ip]:[local_port]>
-      Max-Forwards: 70
-      Expires: 3600
-      Content-Length: 0
-
-    ]]>
-  </send>
-  <recv response="401" auth="true" />
-  <send retrans="500">
-    <![CDATA[
-
-      REGISTER sip:{server}@{domain} SIP/2.0
-      Via: SIP/2.0/[transport] [local_ip]:[local_port];rport;branch=[branch]
-      From: <sip:{cam}@{domain}>;tag=[pid]R[call_number]
-      To: <sip:{cam}@{domain}>
-      Call-ID: [call_id]
-      CSeq: 2 REGISTER
-      Contact: <sip:{cam}@[local_ip]:[local_port]>
-      [authentication]
-      Max-Forwards: 70
-      Expires: 3600
-      Content-Length: 0
-
-    ]]>
-  </send>
-  <recv response="200" />
-  <pause milliseconds="60000" />
-</scenario>
-"""
 
 _ANSWER = """
   <recv request="INVITE" />
@@ -210,6 +170,9 @@ def _scenario(body: str) -> str:
     return f'<?xml version="1.0" encoding="GB2312" ?>\n<scenario name="camera">{body}</scenario>\n'
 
 
+_REGISTER = register_scenario(CAMERA, SERVER_ID, DOMAIN, hold_ms=60000, encoding="GB2312")
+
+
 def _fmt(text: str, **extra: Any) -> str:
     return text.format(server=SERVER_ID, domain=DOMAIN, cam=CAMERA, **extra)
 
@@ -298,9 +261,7 @@ async def _wait(predicate: Any, timeout: float = 15.0) -> bool:
 
 
 async def test_device_record_search(platform: Platform, tmp_path: Path) -> None:
-    proc = await start_sipp_device(
-        platform, tmp_path, CAMERA, _fmt(_REGISTER), _scenario(_RECORD_INFO)
-    )
+    proc = await start_sipp_device(platform, tmp_path, CAMERA, _REGISTER, _scenario(_RECORD_INFO))
     try:
         await _registered(platform, proc, tmp_path)
         async with api_client(platform) as http:
@@ -331,7 +292,7 @@ async def test_device_playback_ends_with_media_status_121(
     ooc = _scenario(
         _fmt(_ANSWER, kind="Playback", ssrc=ANSWER_SSRC) + _fmt(_MEDIA_STATUS, pause=2500) + _BYE
     )
-    proc = await start_sipp_device(platform, tmp_path, CAMERA, _fmt(_REGISTER), ooc)
+    proc = await start_sipp_device(platform, tmp_path, CAMERA, _REGISTER, ooc)
     consumer = _udp_socket()
     frames = encode_clip("h264", 30)
     try:
@@ -380,7 +341,7 @@ async def test_full_loop_ingest_relay_consumers_recording_playback(
     platform: Platform, tmp_path: Path, codec: str
 ) -> None:
     ooc = _scenario(_fmt(_ANSWER, kind="Play", ssrc=LIVE_SSRC) + _BYE)
-    proc = await start_sipp_device(platform, tmp_path, CAMERA, _fmt(_REGISTER), ooc, timeout=60)
+    proc = await start_sipp_device(platform, tmp_path, CAMERA, _REGISTER, ooc, timeout=60)
     consumers = [_udp_socket() for _ in range(3)]
     replay = _udp_socket()
     frames = encode_clip(codec, 50, gop=10)

@@ -29,7 +29,7 @@ from gb28181.server import Platform
 from gb28181.sip import SipMessage, SipRequest, StreamParser, make_response
 
 from .conftest import DOMAIN, SERVER_ID, free_port, platform_env, start_platform
-from .sipp_device import sipp_errors, start_sipp_device, wait_until
+from .sipp_device import register_scenario, sipp_errors, start_sipp_device, wait_until
 
 __all__ = [
     "ANSWER_SSRC",
@@ -51,46 +51,6 @@ CHANNEL = "34020000001320000001"
 ANSWER_SSRC = "0200000099"
 CALLER_SSRC = "0200000555"
 
-NVR_MAIN = """<?xml version="1.0" encoding="ISO-8859-1" ?>
-<scenario name="NVR registers">
-  <send retrans="500">
-    <![CDATA[
-
-      REGISTER sip:{server}@{domain} SIP/2.0
-      Via: SIP/2.0/[transport] [local_ip]:[local_port];rport;branch=[branch]
-      From: <sip:{nvr}@{domain}>;tag=[pid]R[call_number]
-      To: <sip:{nvr}@{domain}>
-      Call-ID: [call_id]
-      CSeq: 1 REGISTER
-      Contact: <sip:{nvr}@[local_ip]:[local_port]>
-      Max-Forwards: 70
-      Expires: 3600
-      Content-Length: 0
-
-    ]]>
-  </send>
-  <recv response="401" auth="true" />
-  <send retrans="500">
-    <![CDATA[
-
-      REGISTER sip:{server}@{domain} SIP/2.0
-      Via: SIP/2.0/[transport] [local_ip]:[local_port];rport;branch=[branch]
-      From: <sip:{nvr}@{domain}>;tag=[pid]R[call_number]
-      To: <sip:{nvr}@{domain}>
-      Call-ID: [call_id]
-      CSeq: 2 REGISTER
-      Contact: <sip:{nvr}@[local_ip]:[local_port]>
-      [authentication]
-      Max-Forwards: 70
-      Expires: 3600
-      Content-Length: 0
-
-    ]]>
-  </send>
-  <recv response="200" />
-  <pause milliseconds="60000" />
-</scenario>
-"""
 
 #: Out of call: a MESSAGE (the Catalog query gets its Response; forwarded controls only 200),
 #: or the source leg's INVITE (200 with the NVR's own y=, ACK, later our BYE).
@@ -294,7 +254,7 @@ async def start_nvr(
         platform,
         tmp_path,
         NVR,
-        NVR_MAIN.format(**fmt),
+        register_scenario(NVR, SERVER_ID, DOMAIN),
         NVR_OOC.format(ssrc=ANSWER_SSRC, count=len(channels), items=items, **fmt),
         timeout=90,
     )
