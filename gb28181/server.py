@@ -191,6 +191,16 @@ class Platform:
         )
         self.registrar: Registrar | None = None
 
+    def locate_channel(self, channel_id: str) -> str | None:
+        """The device (or lower platform) that carries ``channel_id``; None when unknown.
+
+        An IPC registers with its channel's ID, or the device itself is asked for."""
+        assert self.catalogs is not None and self.registrar is not None
+        for device_id, tree in self.catalogs.trees.items():
+            if channel_id in tree and channel_id != device_id:
+                return device_id
+        return channel_id if self.registrar.get(channel_id) is not None else None
+
     @property
     def sip_addr(self) -> tuple[str, int]:
         """The bound SIP address (useful when the port was 0)."""
@@ -346,20 +356,11 @@ class Platform:
             )
         )
         self.media.start()
-        catalogs, registrar = self.catalogs, self.registrar
-
-        def locate(channel_id: str) -> str | None:
-            for device_id, tree in catalogs.trees.items():
-                if channel_id in tree and channel_id != device_id:
-                    return device_id
-            # An IPC registers with its channel's ID, or the device itself is asked for.
-            return channel_id if registrar.get(channel_id) is not None else None
-
         sip = self.config.sip
         self.calls = CallService(
             self.signalling,
             self.media,
-            locate,
+            self.locate_channel,
             server_id=sip.id,
             domain=sip.domain,
             media_host=media.advertised_host or sip.advertised_host,
@@ -501,19 +502,10 @@ class Platform:
         authorizer and the identities; without them INVITE stays unanswered by design (501)."""
         assert self.signalling is not None and self.registrar is not None
         assert self.catalogs is not None
-        authorizer = getattr(self, "authorizer", None)
-        identity = getattr(self, "identity", None)
+        authorizer, identity = self.authorizer, self.identity
         if authorizer is None or identity is None:
             log.info("inbound calls off: no authorizer or identity configured")
             return
-        catalogs, registrar = self.catalogs, self.registrar
-
-        def locate(channel_id: str) -> str | None:
-            for device_id, tree in catalogs.trees.items():
-                if channel_id in tree and channel_id != device_id:
-                    return device_id
-            return channel_id if registrar.get(channel_id) is not None else None
-
         sip = self.config.sip
         self.inbound = InboundService(
             self.signalling,
@@ -521,7 +513,7 @@ class Platform:
             authorizer,
             identity,
             calls=self.calls,
-            playback=getattr(self, "playback", None),
+            playback=self.playback,
             server_id=sip.id,
             domain=sip.domain,
             media_host=self.config.media.advertised_host or sip.advertised_host,
@@ -533,7 +525,7 @@ class Platform:
             self.inbound,
             authorizer,
             self.queries,
-            self.calls.locate if self.calls is not None else locate,
+            self.locate_channel,
         )
         self.forwarding.install()
 

@@ -36,8 +36,8 @@ from media.rtp import RtpPacket
 from media.segments import read_frames
 
 from .conftest import api_client, free_port, platform_env
-from .sipp_device import sipp_errors, start_sipp_device
-from .test_calls_peers import _MAIN, _OOC, ANSWER_SSRC, CAMERA, load_capture, with_ssrc
+from .sipp_device import register_scenario, sipp_errors, start_sipp_device
+from .test_calls_peers import _OOC, ANSWER_SSRC, CAMERA, load_capture, with_ssrc
 
 pytestmark = pytest.mark.peer
 
@@ -148,7 +148,7 @@ async def test_recording_survives_kill_9(tmp_path: Path) -> None:
         _Addr(),  # type: ignore[arg-type]
         tmp_path,
         CAMERA,
-        _MAIN.format(**fmt).replace("30000", "90000"),
+        register_scenario(CAMERA, str(fmt["server"]), str(fmt["domain"]), hold_ms=90000),
         _OOC.format(**fmt),
         timeout=120,
     )
