@@ -375,12 +375,9 @@ def authz_routes(
         )
 
     def _device_of(channel_id: str) -> str | None:
-        if catalogs is None:
-            return None
-        for device_id, tree in catalogs.trees.items():
-            if channel_id in tree:
-                return device_id
-        return None
+        """The tree whose node carries the attributes (the catalog's channel index: any node,
+        a device's own included, since an IPC's attributes sit on the node of its own ID)."""
+        return catalogs.device_of(channel_id) if catalogs is not None else None
 
     def authorizer_audit(
         principal: Principal,

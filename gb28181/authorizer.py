@@ -29,7 +29,7 @@ from __future__ import annotations
 import logging
 import math
 import time as _time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
 from typing import Any, Protocol
 
@@ -52,6 +52,8 @@ from authz import (
     Principal,
     Scope,
 )
+
+from .catalog import CatalogNode, CatalogTrees
 
 __all__ = [
     "UNKNOWN_CHANNEL",
@@ -662,45 +664,29 @@ def grant_from_json(body: Mapping[str, Any]) -> Grant:
 # -- channel facts from the catalog ---------------------------------------------------------
 
 
-class _Node(Protocol):
-    security_class: int
-    owner_department: str | None
-    shared: bool
-
-
-class _Tree(Protocol):
-    def get(self, channel_id: str) -> Any: ...
-
-    def __iter__(self) -> Iterator[Any]: ...
-
-
-#: Seconds between two full re-indexes of the catalog on a lookup miss.
-_REINDEX_INTERVAL = 1.0
-
-
 class CatalogFacts:
     """A :data:`ChannelLookup` over the platform's catalog trees.
 
-    A channel is a node of some device's tree (operator attributes on the node); a registered
+    A channel is a node of some device's tree (operator attributes on the node; the catalog's
+    channel index names the tree, the most recent reporter when several list it); a registered
     device with no node of its own ID (an IPC addressed by its own ID) is a channel with
     default attributes (class 0, no owner, not shared). The access lists that the channel
     table lacks (``shared_with``: level-4 sharing on application; ``controllable_by``: level-3
     control authorisation) come from ``acl`` (store ``channel_acl``, migration 0008).
 
-    :param trees: ``device_id -> tree`` (``CatalogService.trees``; read live, not copied).
+    :param trees: ``CatalogService.trees`` (read live, not copied; its index follows every
+        change, so a lookup is O(1) and never stale).
     :param is_device: whether an ID is a registered device.
     """
 
     def __init__(
         self,
-        trees: Mapping[str, _Tree],
+        trees: CatalogTrees,
         is_device: Callable[[str], bool] = lambda _id: False,
     ) -> None:
         self.trees = trees
         self.is_device = is_device
         self.acl: dict[str, tuple[frozenset[str], frozenset[str]]] = {}
-        self._where: dict[str, str] = {}  # channel_id -> device_id where last found
-        self._indexed_at = -math.inf
 
     def set_acl(
         self, channel_id: str, shared_with: Iterable[str], controllable_by: Iterable[str]
@@ -718,33 +704,12 @@ class CatalogFacts:
             return []
         return [n.channel_id for n in tree if n.channel_id != device_id]
 
-    def node(self, channel_id: str) -> _Node | None:
-        """The catalog node of ``channel_id`` in any device's tree (an IPC may list its own
-        ID as its channel)."""
-        # Remembered device first: a lookup is then O(1) instead of one probe per device.
-        device_id = self._where.get(channel_id)
-        if device_id is not None:
-            tree = self.trees.get(device_id)
-            node = tree.get(channel_id) if tree is not None else None
-            if node is not None:
-                return node  # type: ignore[no-any-return]
-        now = _time.monotonic()
-        if now - self._indexed_at >= _REINDEX_INTERVAL:
-            # A miss: index every tree once (O(nodes)), at most once per interval, so that
-            # a listing of thousands of channels does not probe every device per channel.
-            self._indexed_at = now
-            self._where = {
-                node.channel_id: dev for dev, tree in self.trees.items() for node in tree
-            }
-            device_id = self._where.get(channel_id)
-            tree = self.trees.get(device_id) if device_id is not None else None
-            return tree.get(channel_id) if tree is not None else None
-        for device_id, tree in self.trees.items():
-            node = tree.get(channel_id)
-            if node is not None:
-                self._where[channel_id] = device_id
-                return node  # type: ignore[no-any-return]
-        return None
+    def node(self, channel_id: str) -> CatalogNode | None:
+        """The catalog node of ``channel_id`` in the tree that carries it (an IPC may list its
+        own ID as its channel)."""
+        device_id = self.trees.device_of(channel_id)
+        tree = self.trees.get(device_id) if device_id is not None else None
+        return tree.get(channel_id) if tree is not None else None
 
     def __call__(self, channel_id: str) -> ChannelInfo | None:
         node = self.node(channel_id)

@@ -24,6 +24,12 @@ caller persists (store ``upsert_channels`` / ``delete_channels``) and later feed
 recording. A full sync also reports which known nodes the new list lacks; it does not delete
 them, since a timed-out (partial) sync would otherwise wipe channels.
 
+Which device carries a channel is answered by :class:`CatalogTrees`, the mapping of all trees:
+each tree reports the nodes it gains and loses to the mapping's :class:`ChannelIndex`, so the
+answer is one dict lookup and cannot go stale (there is no other path that adds or removes a
+node). A channel listed by two devices (a camera moved between NVRs, the old one not yet
+re-synced) belongs to the device that reported it most recently.
+
 Platform-side attributes (``security_class``, ``owner_department``, ``shared``) are set by
 operators, never sent by devices, and never overwritten by a sync.
 
@@ -34,7 +40,7 @@ dict operations and one dataclass comparison.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping, MutableMapping
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -47,7 +53,9 @@ __all__ = [
     "CatalogNode",
     "CatalogSync",
     "CatalogTree",
+    "CatalogTrees",
     "ChangeKind",
+    "ChannelIndex",
     "ChannelStatus",
     "NodeKind",
     "channel_record",
@@ -253,6 +261,35 @@ class CatalogTree:
         self._own = frozenset(i for i in (device_id, server_id) if i)
         self._nodes: dict[str, CatalogNode] = {}
         self._children: dict[str, set[str]] = {}
+        self._index: ChannelIndex | None = None
+
+    # -- the channel index -----------------------------------------------------------------
+
+    def attach(self, index: ChannelIndex) -> None:
+        """Report every node to ``index`` now and every node gained or lost from now on.
+
+        A node's claim time is its ``updated_at`` when it entered the tree (the sync or event
+        time; a restored row's stored time). :raises ValueError: already attached elsewhere
+        (a tree in two indexes would leave one stale when it changes)."""
+        if self._index is index:
+            return
+        if self._index is not None:
+            raise ValueError(f"the catalog tree of {self.device_id} is already indexed")
+        self._index = index
+        for node in self._nodes.values():
+            index.claim(self.device_id, node.channel_id, node.updated_at)
+
+    @property
+    def index(self) -> ChannelIndex | None:
+        """The index the tree reports to (:class:`CatalogTrees` attaches it), if any."""
+        return self._index
+
+    def detach(self) -> None:
+        """Withdraw every node from the index (the tree was dropped or replaced)."""
+        index, self._index = self._index, None
+        if index is not None:
+            for channel_id in self._nodes:
+                index.release(self.device_id, channel_id)
 
     # -- reading ---------------------------------------------------------------------------
 
@@ -469,14 +506,20 @@ class CatalogTree:
         node.updated_at = now
         return CatalogChange(ChangeKind.UPDATED, channel_id, node, event, old_status, new_status)
 
+    # Every node enters and leaves the tree through these two: the index hooks live here.
+
     def _insert(self, node: CatalogNode) -> None:
         self._nodes[node.channel_id] = node
         self._link(node)
+        if self._index is not None:
+            self._index.claim(self.device_id, node.channel_id, node.updated_at)
 
     def _remove(self, channel_id: str) -> CatalogNode | None:
         node = self._nodes.pop(channel_id, None)
         if node is not None:
             self._unlink(node)
+            if self._index is not None:
+                self._index.release(self.device_id, channel_id)
         return node
 
     def _link(self, node: CatalogNode) -> None:
@@ -495,6 +538,155 @@ class CatalogTree:
                 bucket.discard(node.channel_id)
                 if not bucket:
                     del self._children[parent]
+
+
+class ChannelIndex:
+    """``channel ID -> device ID`` over every tree attached to it (:meth:`CatalogTree.attach`).
+
+    Every node counts, not only channels: an IPC lists its own ID, lower platforms list
+    regions and organisations; callers that want channels only filter (e.g. skip the device's
+    own node).
+
+    Which device wins when several trees hold the same ID: the one whose tree gained it most
+    recently, by claim time (the node's ``updated_at`` on entering the tree: the time of the
+    sync or ADD event; for a row restored at start-up its stored time, the last change that
+    device reported, so the load order of devices does not matter), ties going to the later
+    claim. Status events and updates of a node a tree already
+    holds do not move it: an old NVR reporting the moved camera OFF must not take it back.
+    When the winner loses the node (DEL, a complete sync without it, its tree dropped), the
+    most recent remaining holder takes over.
+
+    Cost: one dict lookup to read; a claim or release of an ID held by one device is a few
+    dict operations (the contested IDs keep their other holders on the side).
+    """
+
+    __slots__ = ("_others", "_since", "_where")
+
+    def __init__(self) -> None:
+        self._where: dict[str, str] = {}
+        self._since: dict[str, float] = {}
+        #: Contested IDs only: the holders that are not the winner, with their claim times.
+        self._others: dict[str, dict[str, float]] = {}
+
+    def __len__(self) -> int:
+        return len(self._where)
+
+    def device_of(self, channel_id: str) -> str | None:
+        """The device whose tree most recently gained ``channel_id``; ``None``: no tree."""
+        return self._where.get(channel_id)
+
+    def devices_of(self, channel_id: str) -> tuple[str, ...]:
+        """Every device whose tree holds ``channel_id``, the winner first, then the others by
+        claim time, most recent first."""
+        winner = self._where.get(channel_id)
+        if winner is None:
+            return ()
+        others = self._others.get(channel_id)
+        if not others:
+            return (winner,)
+        ranked = sorted(reversed(others.items()), key=lambda kv: kv[1], reverse=True)
+        return (winner, *(device_id for device_id, _at in ranked))
+
+    def claim(self, device_id: str, channel_id: str, at: float) -> None:
+        """``device_id``'s tree gained ``channel_id`` at ``at``."""
+        winner = self._where.get(channel_id)
+        if winner is None or winner == device_id:
+            self._where[channel_id] = device_id
+            self._since[channel_id] = at
+            return
+        others = self._others.setdefault(channel_id, {})
+        others.pop(device_id, None)  # re-inserted last: the later claim on a tie
+        since = self._since[channel_id]
+        if at >= since:
+            others[winner] = since
+            self._where[channel_id] = device_id
+            self._since[channel_id] = at
+        else:
+            others[device_id] = at
+
+    def release(self, device_id: str, channel_id: str) -> None:
+        """``device_id``'s tree lost ``channel_id``."""
+        winner = self._where.get(channel_id)
+        if winner is None:
+            return
+        if winner != device_id:
+            others = self._others.get(channel_id)
+            if others is not None:
+                others.pop(device_id, None)
+                if not others:
+                    del self._others[channel_id]
+            return
+        others = self._others.pop(channel_id, None)
+        if not others:
+            del self._where[channel_id]
+            del self._since[channel_id]
+            return
+        # max() keeps the first of equals: scanning newest claim first breaks ties that way.
+        heir, at = max(reversed(others.items()), key=lambda kv: kv[1])
+        del others[heir]
+        self._where[channel_id] = heir
+        self._since[channel_id] = at
+        if others:
+            self._others[channel_id] = others
+
+
+class CatalogTrees(MutableMapping[str, CatalogTree]):
+    """``device ID -> CatalogTree`` of every device and lower platform, with the channel index.
+
+    A tree stored here is attached to :attr:`index` (its nodes are indexed, and so is every
+    later change); one replaced or deleted is detached. All mutation goes through
+    ``__setitem__`` / ``__delitem__`` (``pop``, ``update``, ``clear``... are built on them),
+    so the index follows every way a tree can come or go.
+
+    :raises ValueError: on storing a tree under another device's ID, or a tree already held
+        by another mapping.
+    """
+
+    def __init__(self, trees: Mapping[str, CatalogTree] | None = None) -> None:
+        self._trees: dict[str, CatalogTree] = {}
+        self.index = ChannelIndex()
+        if trees is not None:
+            self.update(trees)
+
+    def __getitem__(self, device_id: str) -> CatalogTree:
+        return self._trees[device_id]
+
+    def __setitem__(self, device_id: str, tree: CatalogTree) -> None:
+        if tree.device_id != device_id:
+            raise ValueError(f"the catalog tree of {tree.device_id} stored as {device_id}")
+        old = self._trees.get(device_id)
+        if old is tree:
+            return
+        if tree.index is not None:
+            raise ValueError(f"the catalog tree of {device_id} is already indexed")
+        if old is not None:
+            old.detach()  # before attaching: both claim under the same device ID
+        tree.attach(self.index)
+        self._trees[device_id] = tree
+
+    def __delitem__(self, device_id: str) -> None:
+        tree = self._trees.pop(device_id)
+        tree.detach()
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._trees)
+
+    def __len__(self) -> int:
+        return len(self._trees)
+
+    def __contains__(self, device_id: object) -> bool:
+        return device_id in self._trees
+
+    def __repr__(self) -> str:
+        return f"CatalogTrees({sorted(self._trees)!r}, indexed={len(self.index)})"
+
+    def device_of(self, channel_id: str) -> str | None:
+        """The device whose tree holds ``channel_id`` (:meth:`ChannelIndex.device_of`)."""
+        return self.index.device_of(channel_id)
+
+    def devices_of(self, channel_id: str) -> tuple[str, ...]:
+        """Every device whose tree holds ``channel_id``, the winner first."""
+        return self.index.devices_of(channel_id)
 
 
 # -- node <-> store row ----------------------------------------------------------------------

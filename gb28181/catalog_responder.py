@@ -46,14 +46,22 @@ import dataclasses
 import itertools
 import logging
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from authz import Principal
 
 from . import manscdp
-from .catalog import CatalogChange, CatalogNode, CatalogTree, ChangeKind, ChannelStatus, NodeKind
+from .catalog import (
+    CatalogChange,
+    CatalogNode,
+    CatalogTree,
+    CatalogTrees,
+    ChangeKind,
+    ChannelStatus,
+    NodeKind,
+)
 from .catalog_view import (
     ORG_KINDS,
     CatalogPeer,
@@ -180,7 +188,8 @@ class CatalogSubscription:
 class CatalogResponder:
     """Answers other platforms' catalog queries and subscriptions with what they may view.
 
-    :param trees: ``device_id -> CatalogTree`` of every device and lower platform (read live).
+    :param trees: the trees of every device and lower platform (``CatalogService.trees``, read
+        live, with the channel index).
     :param authorizer: the listing filter (``visible``); ``None`` publishes nothing.
     :param online: whether a registered device or lower platform is online now.
     :param server_id: our SIP ID (``local_id`` of peers that set none).
@@ -193,7 +202,7 @@ class CatalogResponder:
 
     def __init__(
         self,
-        trees: Mapping[str, CatalogTree],
+        trees: CatalogTrees,
         authorizer: VisibilityFilter | None,
         online: Callable[[str], bool],
         *,

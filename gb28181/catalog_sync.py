@@ -24,7 +24,7 @@ from collections.abc import Callable
 from typing import Protocol
 
 from . import manscdp
-from .catalog import CatalogChange, CatalogSync, CatalogTree, ChangeKind
+from .catalog import CatalogChange, CatalogSync, CatalogTree, CatalogTrees, ChangeKind
 from .channel_writer import ChannelWriter
 from .correlator import QueryDone
 from .queries import QueryError, QueryService
@@ -81,7 +81,8 @@ class CatalogService:
         self.timeout = timeout
         self.platform_timeout = platform_timeout
         self.refresh_interval = refresh_interval
-        self.trees: dict[str, CatalogTree] = {}
+        #: Every tree, and the channel index every tree change keeps current.
+        self.trees = CatalogTrees()
         #: When each device's catalog was last queried (answered, partial or failed).
         self.last_sync: dict[str, float] = {}
         #: The latest sync result per device: "complete", "partial: ..." or the error.
@@ -103,6 +104,11 @@ class CatalogService:
         if tree is None:
             tree = self.trees[device_id] = CatalogTree(device_id, self.server_id)
         return tree
+
+    def device_of(self, channel_id: str) -> str | None:
+        """The device (or lower platform) whose tree holds ``channel_id``, the most recent
+        reporter if several do (:class:`~gb28181.catalog.ChannelIndex`); O(1)."""
+        return self.trees.device_of(channel_id)
 
     def load(self, device_id: str, records: list[ChannelRecord]) -> None:
         """Rebuild a tree from stored rows (start-up)."""

@@ -28,7 +28,7 @@ from typing import Protocol
 from authz import Principal
 
 from . import manscdp
-from .catalog import CatalogNode, CatalogTree, ChannelStatus, NodeKind
+from .catalog import CatalogNode, CatalogTree, CatalogTrees, ChannelStatus, NodeKind
 from .sip import SipRequest, SipResponse
 
 __all__ = [
@@ -136,7 +136,8 @@ def chunk_items(
 class CatalogView:
     """Our catalog as each peer may see it.
 
-    :param trees: ``device_id -> CatalogTree`` of every device and lower platform (read live).
+    :param trees: the trees of every device and lower platform (``CatalogService.trees``,
+        read live); its channel index says which tree a channel listed twice is published from.
     :param authorizer: the listing filter (``visible``); ``None`` publishes nothing.
     :param online: whether a registered device or lower platform is online now.
     :param server_id: our SIP ID (``local_id`` of peers that set none).
@@ -145,7 +146,7 @@ class CatalogView:
 
     def __init__(
         self,
-        trees: Mapping[str, CatalogTree],
+        trees: CatalogTrees,
         authorizer: VisibilityFilter | None,
         online: Callable[[str], bool],
         *,
@@ -179,7 +180,9 @@ class CatalogView:
 
     def visible_channels(self, peer: CatalogPeer) -> list[tuple[str, CatalogNode]]:
         """``(device_id, node)`` of every channel ``peer`` may view (and is shared with it),
-        except those of its own tree; nothing without a principal or an authorizer."""
+        except those of its own tree; nothing without a principal or an authorizer.
+
+        A channel several trees list is published once, from :meth:`carrier`'s tree."""
         candidates: dict[str, tuple[str, CatalogNode]] = {}
         for device_id, tree in self.trees.items():
             if device_id == peer.peer_id:
@@ -187,7 +190,7 @@ class CatalogView:
             for node in tree:
                 if (
                     node.kind is NodeKind.CHANNEL
-                    and node.channel_id not in candidates
+                    and self.carrier(node.channel_id, peer) == device_id
                     and (peer.share is None or self.shared(peer.share, tree, node))
                 ):
                     candidates[node.channel_id] = (device_id, node)
@@ -195,6 +198,15 @@ class CatalogView:
             return []
         allowed = self.authorizer.visible(peer.principal, sorted(candidates))
         return [candidates[i] for i in allowed]
+
+    def carrier(self, channel_id: str, peer: CatalogPeer) -> str | None:
+        """The device ``channel_id`` is published from to ``peer``: the catalog index's most
+        recent reporter, skipping the peer itself (what it lists came from it, but another
+        device listing the channel too still publishes it)."""
+        device_id = self.trees.device_of(channel_id)
+        if device_id != peer.peer_id:
+            return device_id
+        return next((d for d in self.trees.devices_of(channel_id) if d != peer.peer_id), None)
 
     def shared(self, share: tuple[str, ...], tree: CatalogTree, node: CatalogNode) -> bool:
         """Whether the node's ID or an ancestor's starts with one of ``share`` (IDs or

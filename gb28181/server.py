@@ -194,10 +194,13 @@ class Platform:
     def locate_channel(self, channel_id: str) -> str | None:
         """The device (or lower platform) that carries ``channel_id``; None when unknown.
 
-        An IPC registers with its channel's ID, or the device itself is asked for."""
+        The catalog's channel index answers (the most recent reporter when several devices
+        list the channel); a device's own node does not count, so a channel an IPC lists as
+        itself and an NVR lists too goes through the NVR. An IPC registers with its channel's
+        ID, or the device itself is asked for: a registered ID then stands for itself."""
         assert self.catalogs is not None and self.registrar is not None
-        for device_id, tree in self.catalogs.trees.items():
-            if channel_id in tree and channel_id != device_id:
+        for device_id in self.catalogs.trees.devices_of(channel_id):
+            if device_id != channel_id:
                 return device_id
         return channel_id if self.registrar.get(channel_id) is not None else None
 
@@ -404,11 +407,9 @@ class Platform:
         catalogs = self.catalogs
 
         def security_class(channel_id: str) -> int:
-            for tree in catalogs.trees.values():
-                node = tree.get(channel_id)
-                if node is not None:
-                    return int(node.security_class)
-            return 0
+            device_id = catalogs.device_of(channel_id)
+            node = catalogs.trees[device_id].get(channel_id) if device_id is not None else None
+            return int(node.security_class) if node is not None else 0
 
         recorder = Recorder(
             rec.root, segment_seconds=rec.segment_seconds, flush_interval=rec.flush_interval
@@ -462,22 +463,24 @@ class Platform:
             ]
 
         def ancestors(channel_id: str) -> list[str]:
-            for device_id, tree in catalogs.trees.items():
-                node = tree.get(channel_id)
-                if node is None:
+            device_id = catalogs.device_of(channel_id)
+            if device_id is None:
+                return []
+            tree = catalogs.trees[device_id]
+            node = tree.get(channel_id)
+            if node is None:
+                return []
+            seen: list[str] = [device_id]
+            todo = list(node.parent_ids)
+            while todo and len(seen) < 64:
+                parent = todo.pop()
+                if parent in seen:
                     continue
-                seen: list[str] = [device_id]
-                todo = list(node.parent_ids)
-                while todo and len(seen) < 64:
-                    parent = todo.pop()
-                    if parent in seen:
-                        continue
-                    seen.append(parent)
-                    above = tree.get(parent)
-                    if above is not None:
-                        todo.extend(above.parent_ids)
-                return seen
-            return []
+                seen.append(parent)
+                above = tree.get(parent)
+                if above is not None:
+                    todo.extend(above.parent_ids)
+            return seen
 
         uplinks.ancestors = ancestors
         answers.channels = channels

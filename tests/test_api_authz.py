@@ -17,7 +17,7 @@ from gb28181.api import build_app
 from gb28181.api_authz import authz_routes
 from gb28181.api_devices import device_routes
 from gb28181.authorizer import Authorizer, CatalogFacts, grant_from_json
-from gb28181.catalog import CatalogTree
+from gb28181.catalog import CatalogTree, CatalogTrees
 from gb28181.channel_writer import ChannelWriter
 from gb28181.metrics import Metrics
 from gb28181.registrar import Registrar, RegistrarConfig
@@ -79,8 +79,10 @@ class Env:
             ChannelRecord(NVR, SECRET, owner_department="traffic", shared=True, security_class=4),
         ]
         tree.load(records)
-        self.trees = {NVR: tree}
-        self.catalogs = SimpleNamespace(trees=self.trees, last_result={}, last_sync={})
+        self.trees = CatalogTrees({NVR: tree})
+        self.catalogs = SimpleNamespace(
+            trees=self.trees, device_of=self.trees.device_of, last_result={}, last_sync={}
+        )
         self.facts = CatalogFacts(self.trees)
         self.authorizer = Authorizer(
             Policy(),
@@ -271,6 +273,23 @@ async def test_listings_are_filtered_and_attributes_level1_only(store: Store) ->
     assert next(r for r in rows if r.channel_id == CAM).security_class == 1
     changes = [r for r in env.audit.records if r["action"] == "config.channel"]
     assert [c["outcome"] for c in changes] == ["deny", "ok"]
+
+
+async def test_attributes_go_to_the_tree_of_the_latest_reporter(store: Store) -> None:
+    env = Env(store)
+    nvr2 = "34020000001110000002"
+    moved = CatalogTree(nvr2)
+    moved.load([ChannelRecord(nvr2, CAM, owner_department="traffic", updated_at=T0 + 1)])
+    env.trees[nvr2] = moved  # the camera moved: both NVRs list it, nvr2 most recently
+    async with await env.client() as http:
+        r = await http.patch(
+            f"/api/v1/channels/{CAM}", headers=as_("l1"), json={"security_class": 2}
+        )
+        assert r.status_code == 200, r.text
+        assert r.json()["device_id"] == nvr2 and r.json()["security_class"] == 2
+    node, old = moved.get(CAM), env.trees[NVR].get(CAM)
+    assert node is not None and node.security_class == 2
+    assert old is not None and old.security_class == 0
 
 
 class FakeCalls:

@@ -29,6 +29,9 @@ from gb28181.authorizer import (
     grant_to_json,
     warning_header,
 )
+from gb28181.catalog import CatalogTree, CatalogTrees
+from gb28181.manscdp import CatalogItem
+from gb28181.store import ChannelRecord
 
 T0 = 1_750_000_000.0
 OPEN = "34020000001320000001"  # shared, class 0, owned by traffic
@@ -209,25 +212,19 @@ def test_grant_json_round_trip() -> None:
         grant_from_json({"id": "x"})
 
 
-class _Node:
-    def __init__(
-        self, channel_id: str, security_class: int, owner: str | None, shared: bool
-    ) -> None:
-        self.security_class, self.owner_department, self.shared = security_class, owner, shared
-        self.channel_id = channel_id
-
-
-class _Tree(dict[str, _Node]):
-    """The part of CatalogTree the facts use: get() and iteration over nodes."""
-
-    def __iter__(self) -> Any:
-        return iter(self.values())
+def _tree(device_id: str, *rows: tuple[str, int, str | None, bool]) -> CatalogTree:
+    tree = CatalogTree(device_id)
+    tree.load(
+        ChannelRecord(device_id, c, security_class=k, owner_department=o, shared=s, updated_at=1.0)
+        for c, k, o, s in rows
+    )
+    return tree
 
 
 def test_catalog_facts_from_trees_devices_and_acl() -> None:
-    trees = {
-        "dev1": _Tree({"dev1": _Node("dev1", 9, "x", True), OPEN: _Node(OPEN, 2, "traffic", True)})
-    }
+    trees = CatalogTrees(
+        {"dev1": _tree("dev1", ("dev1", 9, "x", True), (OPEN, 2, "traffic", True))}
+    )
     facts = CatalogFacts(trees, is_device=lambda i: i == "ipc1")
     info = facts(OPEN)
     assert info == ChannelInfo(OPEN, "traffic", 2, shared=True)
@@ -239,3 +236,17 @@ def test_catalog_facts_from_trees_devices_and_acl() -> None:
     assert info is not None and info.shared_with == {"water"} and info.controllable_by == {"fire"}
     facts.set_acl(OPEN, [], [])
     assert OPEN not in facts.acl
+
+
+def test_catalog_facts_follow_the_catalog_index_live() -> None:
+    trees = CatalogTrees({"nvr1": _tree("nvr1", (OPEN, 2, "traffic", True))})
+    facts = CatalogFacts(trees)
+    assert facts(OPEN) == ChannelInfo(OPEN, "traffic", 2, shared=True)
+    # The camera moved: the NVR that reported it last carries its attributes.
+    trees["nvr2"] = _tree("nvr2")
+    trees["nvr2"].apply_catalog([CatalogItem(device_id=OPEN, name="moved")], 5.0)
+    assert facts(OPEN) == ChannelInfo(OPEN, "", 0, shared=False)
+    trees["nvr2"].apply_event(CatalogItem(device_id=OPEN, event="DEL"), 6.0)
+    assert facts(OPEN) == ChannelInfo(OPEN, "traffic", 2, shared=True)
+    del trees["nvr1"]
+    assert facts(OPEN) is None

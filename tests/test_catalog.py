@@ -7,7 +7,9 @@ import pytest
 from gb28181 import manscdp
 from gb28181.catalog import (
     CatalogTree,
+    CatalogTrees,
     ChangeKind,
+    ChannelIndex,
     ChannelStatus,
     NodeKind,
     channel_record,
@@ -19,6 +21,7 @@ from gb28181.catalog import (
 )
 from gb28181.manscdp import CatalogInfo, CatalogItem, CatalogResponse
 from tests.manscdp.helpers import body
+from tests.test_catalog_sync import FakeQueries, done, service
 
 SERVER = "34020000002000000001"
 PLATFORM = "34020000002000000009"
@@ -26,6 +29,7 @@ NVR = "34020000001180000001"
 GROUP = "34020000002150000001"
 ORG = "34020000002160000001"
 SUB_ORG = "34020000002160000002"
+CAM1 = "34020000001310000001"
 
 
 def cam(n: int, **fields: object) -> CatalogItem:
@@ -419,3 +423,121 @@ def test_lower_platform_tree_by_civil_code_and_group() -> None:
     tree.apply_catalog([CatalogItem(device_id=camera, name="Gate", parent_id=ORG)], 1.0,
                        complete=False)  # fmt: skip
     assert tree.children("3402") == [] and [n.channel_id for n in tree.children(ORG)] == [camera]
+
+
+# -- the channel index ------------------------------------------------------------------------
+
+NVR2 = "34020000001180000002"
+
+
+def indexed(*device_ids: str) -> CatalogTrees:
+    return CatalogTrees({d: CatalogTree(d, SERVER) for d in device_ids})
+
+
+def test_index_follows_the_first_catalog() -> None:
+    trees = indexed(NVR)
+    assert trees.device_of(CAM1) is None
+    trees[NVR].apply_catalog([CatalogItem(device_id=NVR, name="nvr"), cam(1), cam(2)], 1.0)
+    assert trees.device_of(CAM1) == NVR and trees.device_of(cam(2).device_id or "") == NVR
+    assert trees.device_of(NVR) == NVR  # every node counts; callers skip the device's own
+    assert trees.devices_of(CAM1) == (NVR,) and trees.devices_of("nothing") == ()
+    assert len(trees.index) == 3
+
+
+def test_index_a_channel_moved_to_another_device_goes_to_the_latest_reporter() -> None:
+    trees = indexed(NVR, NVR2)
+    trees[NVR].apply_catalog([cam(1)], 1.0)
+    trees[NVR2].apply_catalog([cam(1, parent_id=NVR2)], 2.0)
+    assert trees.device_of(CAM1) == NVR2 and trees.devices_of(CAM1) == (NVR2, NVR)
+    # The old NVR's status events and updates about it do not take it back...
+    trees[NVR].apply_event(CatalogItem(device_id=CAM1, event="OFF"), 3.0)
+    trees[NVR].apply_event(cam(1, name="renamed", event="UPDATE"), 4.0)
+    assert trees.device_of(CAM1) == NVR2
+    # ...but the new one losing it hands it back to the one still listing it.
+    sync = trees[NVR2].apply_catalog([], 5.0)  # a complete answer without it
+    trees[NVR2].remove(sync.missing)
+    assert trees.device_of(CAM1) == NVR and trees.devices_of(CAM1) == (NVR,)
+    # Listing it again makes NVR2 the latest reporter once more.
+    trees[NVR2].apply_event(cam(1, event="ADD"), 6.0)
+    assert trees.device_of(CAM1) == NVR2
+
+
+def test_index_follows_a_del_notify_and_a_complete_sync() -> None:
+    trees = indexed(NVR)
+    trees[NVR].apply_catalog([cam(1), cam(2)], 1.0)
+    trees[NVR].apply_events([CatalogItem(device_id=CAM1, event="DEL")], 2.0)
+    assert trees.device_of(CAM1) is None
+    sync = trees[NVR].apply_catalog([], 3.0)
+    trees[NVR].remove(sync.missing)
+    assert len(trees.index) == 0
+
+
+def test_index_follows_a_dropped_or_replaced_tree() -> None:
+    trees = indexed(NVR, NVR2)
+    trees[NVR].apply_catalog([cam(1), cam(2)], 1.0)
+    trees[NVR2].apply_catalog([cam(1, parent_id=NVR2)], 2.0)
+    old = trees[NVR2]
+    del trees[NVR2]
+    assert trees.device_of(CAM1) == NVR and old.index is None
+    old.apply_catalog([cam(3)], 3.0)  # a detached tree no longer reports
+    assert trees.device_of(cam(3).device_id or "") is None
+    replacement = CatalogTree(NVR, SERVER)
+    replacement.apply_catalog([cam(3)], 4.0)
+    trees[NVR] = replacement  # indexed as it is, the old tree's nodes withdrawn
+    assert trees.device_of(CAM1) is None and trees.device_of(cam(3).device_id or "") == NVR
+    trees.pop(NVR)
+    assert len(trees.index) == 0 and len(trees) == 0
+
+
+def test_index_restore_after_restart_keeps_the_latest_reporter() -> None:
+    before = indexed(NVR, NVR2)
+    before[NVR2].apply_catalog([cam(1, parent_id=NVR2), cam(2, parent_id=NVR2)], 1.0)
+    before[NVR].apply_catalog([cam(1)], 2.0)  # moved to NVR later
+    assert before.device_of(CAM1) == NVR
+    rows = {d: before[d].records() for d in (NVR, NVR2)}
+    for order in ((NVR, NVR2), (NVR2, NVR)):  # the start-up order does not matter
+        after = CatalogTrees()
+        for device_id in order:
+            after[device_id] = CatalogTree(device_id, SERVER)
+            after[device_id].load(rows[device_id])
+        assert after.device_of(CAM1) == NVR and after.devices_of(CAM1) == (NVR, NVR2)
+        assert after.device_of(cam(2).device_id or "") == NVR2
+
+
+def test_index_ties_go_to_the_later_claim_and_older_claims_queue_behind() -> None:
+    index = ChannelIndex()
+    index.claim("a", "x", 5.0)
+    index.claim("b", "x", 5.0)
+    assert index.devices_of("x") == ("b", "a")
+    index.claim("c", "x", 1.0)  # e.g. a restored row older than the live report
+    assert index.devices_of("x") == ("b", "a", "c")
+    index.release("b", "x")
+    assert index.device_of("x") == "a"
+    index.release("c", "x")
+    index.release("nobody", "x")
+    assert index.devices_of("x") == ("a",)
+    index.release("a", "x")
+    assert index.device_of("x") is None and len(index) == 0
+
+
+def test_trees_refuse_a_tree_under_another_id_or_already_indexed() -> None:
+    trees = indexed(NVR)
+    with pytest.raises(ValueError, match="stored as"):
+        trees[NVR2] = CatalogTree(NVR)
+    with pytest.raises(ValueError, match="already indexed"):
+        CatalogTrees({NVR: trees[NVR]})
+    trees[NVR] = trees[NVR]  # the same tree again: nothing changes
+    trees[NVR].apply_catalog([cam(1)], 1.0)
+    assert trees.device_of(CAM1) == NVR
+
+
+async def test_catalog_service_device_of_follows_answers_notifies_and_restore() -> None:
+    svc, _store, _writer, _counts = service(FakeQueries([]))
+    svc.apply_answer(NVR, done([cam(1)]), 1.0)
+    svc.apply_answer(NVR2, done([cam(1, parent_id=NVR2)]), 2.0)
+    assert svc.device_of(CAM1) == NVR2
+    svc.apply_notify(NVR2, CatalogResponse(items=(CatalogItem(device_id=CAM1, event="DEL"),)), 3.0)
+    assert svc.device_of(CAM1) == NVR
+    restarted, _store, _writer, _counts = service(FakeQueries([]))
+    restarted.load(NVR, svc.trees[NVR].records())
+    assert restarted.device_of(CAM1) == NVR

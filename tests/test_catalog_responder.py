@@ -9,7 +9,7 @@ import pytest
 
 from authz import Principal, PrincipalKind
 from gb28181 import manscdp
-from gb28181.catalog import CatalogTree
+from gb28181.catalog import CatalogTree, CatalogTrees
 from gb28181.catalog_responder import CatalogPeer, CatalogResponder
 from gb28181.registrar import Source
 from gb28181.sip import SipRequest, SipResponse, make_response, parse_message
@@ -97,7 +97,7 @@ def principal(level: int = 3, pid: str = LOWER) -> Principal:
     return Principal(pid, PrincipalKind.PLATFORM, "dept-9", level)
 
 
-def trees() -> dict[str, CatalogTree]:
+def trees() -> CatalogTrees:
     nvr = CatalogTree(NVR, SERVER)
     nvr.apply_catalog([cam(1, NVR, status="ON"), cam(2, NVR, status="OFF", password="pw")], 0.0)
     lower = CatalogTree(OTHER, SERVER)
@@ -115,7 +115,7 @@ def trees() -> dict[str, CatalogTree]:
     )
     own = CatalogTree(LOWER, SERVER)
     own.apply_catalog([cam(50, LOWER, status="ON")], 0.0)
-    return {NVR: nvr, OTHER: lower, LOWER: own}
+    return CatalogTrees({NVR: nvr, OTHER: lower, LOWER: own})
 
 
 def responder(
@@ -372,7 +372,9 @@ async def test_on_subscribe_other_events_go_to_the_fallback_or_489() -> None:
 @pytest.mark.parametrize("bad", [0, -1])
 def test_constructor_rejects_bad_chunking(bad: int) -> None:
     with pytest.raises(ValueError):
-        CatalogResponder({}, None, lambda _id: True, server_id=SERVER, items_per_message=bad)
+        CatalogResponder(
+            CatalogTrees(), None, lambda _id: True, server_id=SERVER, items_per_message=bad
+        )
 
 
 class BrokenLink(FakeLink):

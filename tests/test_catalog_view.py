@@ -13,6 +13,7 @@ from tests.test_catalog_responder import (
     LOWER,
     NVR,
     ORG,
+    OTHER,
     SECRET,
     SERVER,
     SUB_ORG,
@@ -73,6 +74,24 @@ def test_id_map_and_share_restrict_and_rename() -> None:
                           "44010000001320000010"}  # fmt: skip
     assert by_id["44010000001320000010"].parent_id == "44010000002160000002"
     assert by_id["44010000002160000002"].parent_id == ORG
+
+
+def test_a_channel_two_devices_list_is_published_once_from_the_latest_reporter() -> None:
+    r, _ = responder(online={NVR, LOWER})  # OTHER offline
+    # Camera 1 moved from the NVR to the (offline) lower platform OTHER, under ORG there.
+    r.trees[OTHER].apply_catalog([cam(1, ORG, status="ON")], 5.0, complete=False)
+    items = r.catalog_for(peer(FakeLink()))
+    assert [i.device_id for i in items].count(cid(1)) == 1
+    by_id = {i.device_id: i for i in items}
+    assert by_id[cid(1)].parent_id == ORG and by_id[cid(1)].status == "OFF"
+    # The peer listing it too does not hide it: it is still published from OTHER.
+    r.trees[LOWER].apply_catalog([cam(1, LOWER, status="ON")], 9.0, complete=False)
+    by_id = {i.device_id: i for i in r.catalog_for(peer(FakeLink()))}
+    assert by_id[cid(1)].parent_id == ORG
+    # OTHER deletes it: the NVR, which still lists it, publishes it again.
+    r.trees[OTHER].apply_event(CI(device_id=cid(1), event="DEL"), 10.0)
+    by_id = {i.device_id: i for i in r.catalog_for(peer(FakeLink()))}
+    assert by_id[cid(1)].parent_id == SERVER and by_id[cid(1)].status == "ON"
 
 
 def test_chunk_items_bounds_count_and_size() -> None:
