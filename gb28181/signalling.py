@@ -80,6 +80,9 @@ SERVER_TIMER_SLACK = 1.0
 #: Methods looked up in :attr:`Signalling.in_dialog` by Call-ID before ``methods`` (the hot
 #: REGISTER and keepalive MESSAGE never are).
 _DIALOG_METHODS = frozenset({"BYE", "INFO", "INVITE", "UPDATE"})
+#: A MESSAGE whose body holds this is a keepalive candidate for the stateless answer.
+_KEEPALIVE_MARK = b"<CmdType>Keepalive</CmdType>"
+_KEEPALIVE_KEY = ("Notify", "Keepalive")
 
 
 class SipRequestTimeout(Exception):
@@ -126,7 +129,8 @@ class Signalling:
         )
         # New non-INVITE requests (REGISTER, keepalives) skip the event queue.
         self.transport.on_request = self._request
-        # ...and a UDP REGISTER without credentials is challenged without a transaction.
+        # ...and a UDP REGISTER without credentials or a keepalive is answered without a
+        # transaction (_stateless).
         self.transport.on_stateless = self._stateless
         self.methods: dict[str, RequestHandler] = {
             "REGISTER": self._on_register,
@@ -205,21 +209,39 @@ class Signalling:
     def _stateless(
         self, request: SipRequest, addr: tuple[str, int], now: float
     ) -> SipResponse | None:
-        """Answer a UDP REGISTER without credentials statelessly (RFC 3261 §8.2.7), or None.
+        """Answer a UDP request without a server transaction (RFC 3261 §8.2.7), or None.
 
-        Its answer (the digest challenge, or a refusal by a guard, the lockout or the ID
-        checks) changes no state of ours, and our nonces are stateless, so a server
-        transaction would only keep the 401 for timer J's 32 s to resend it to a
-        retransmission: one that comes now gets a fresh, equally valid challenge instead. Half
-        of every registration's transactions go, with their cost and their share of
-        ``max_transactions``. The retransmission counts as a request again in the metrics.
+        Two requests are answered statelessly, both idempotent and answered at once by our
+        own handlers:
+
+        - a REGISTER without credentials: its answer (the digest challenge, or a refusal by
+          a guard, the lockout or the ID checks) changes no state of ours, and our nonces are
+          stateless, so a transaction would only keep the 401 for timer J's 32 s to resend it
+          to a retransmission: one that comes now gets a fresh, equally valid challenge;
+        - a Keepalive MESSAGE (``<CmdType>Keepalive</CmdType>`` in its body, outside any
+          dialog): a retransmission refreshes the same liveness again and gets the same
+          answer. At 50,000 devices every 60 s this is 833 transactions a second fewer, and
+          the ~27,000 that timer J would keep alive.
+
+        Anything else, or a handler replaced by one that may answer later (None), keeps its
+        transaction. A retransmission answered here counts as a request again in the metrics.
         """
-        if (
-            request.method != "REGISTER"
-            or request.headers.get("Authorization") is not None
-            # A replaced REGISTER handler may answer later (None): it keeps the transaction.
-            or self.methods.get("REGISTER") != self._on_register
-        ):
+        method = request.method
+        if method == "REGISTER":
+            if (
+                request.headers.get("Authorization") is not None
+                or self.methods.get("REGISTER") != self._on_register
+            ):
+                return None
+        elif method == "MESSAGE":
+            if (
+                _KEEPALIVE_MARK not in request.body
+                or self.methods.get("MESSAGE") != self._on_message
+                or self.manscdp_handlers.get(_KEEPALIVE_KEY) != self._on_keepalive
+                or request.call_id in self.in_dialog
+            ):
+                return None
+        else:
             return None
         # Refuse what the transaction layer would refuse (no Via, a bad one), the same way.
         self.layer.request_key(request)

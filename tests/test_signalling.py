@@ -396,15 +396,24 @@ def test_direct_road_answers_byte_for_byte_like_the_event_road() -> None:
     assert got == _session(events, events_wire)
     statuses = [d.split(b" ", 2)[1] for d in got]
     assert statuses == [b"401", b"200", b"200", b"200", b"200", b"404", b"401", b"400"]
-    # Each road counted the same requests; retransmissions are not new requests.
-    assert direct.metrics._msg_counts == events.metrics._msg_counts
+    # Each road counted the same requests; retransmissions absorbed by a transaction are not
+    # new requests. The direct road answers keepalives statelessly, so the retransmitted one
+    # counts again there (and only there).
+    counts = dict(direct.metrics._msg_counts)
+    assert counts.pop(("MESSAGE", "in")) == 3
+    expected = dict(events.metrics._msg_counts)
+    assert expected.pop(("MESSAGE", "in")) == 2
+    assert counts == expected
     assert direct.metrics._msg_counts[("REGISTER", "in")] == 4
-    assert direct.metrics._msg_counts[("MESSAGE", "in")] == 2
 
 
 def test_direct_road_absorbs_retransmissions_with_the_same_response() -> None:
-    """RFC 3261 §17.2.2: a retransmitted request gets the last response again, not a new one."""
+    """RFC 3261 §17.2.2: a retransmitted request gets the last response again, not a new one.
+
+    Shown with a MESSAGE that keeps its transaction: the stateless keepalive answer is off.
+    """
     sig, wire = _road(True)
+    sig.transport.on_stateless = None
     calls: list[str] = []
     handle = sig.registrar.handle_keepalive
 
@@ -431,6 +440,7 @@ def test_direct_road_absorbs_retransmissions_with_the_same_response() -> None:
 def test_transaction_timers_are_coalesced_by_the_platform() -> None:
     """Timer J of every answered request is reported up to a second late (one wake-up)."""
     sig, _ = _road(True)
+    sig.transport.on_stateless = None  # a keepalive that keeps its transaction
     sig.registrar.restore(
         [DeviceRecord(device_id=DEVICE, kind="device", expires=3600, registered_at=T0)], T0 + 1
     )
@@ -637,3 +647,104 @@ def test_stateless_challenge_is_not_taken_for_a_handler_that_answers_later() -> 
     sig.transport._datagram(_register_datagram("z9hG4bKl1", 1), ("10.0.0.9", 40000))
     assert calls == ["REGISTER"] and not wire
     assert sig.layer.stats.server_created == 1
+
+
+# -- the stateless keepalive: a UDP Keepalive MESSAGE is answered without a server
+# -- transaction (idempotent: a retransmission refreshes the same liveness) ----------------
+
+
+def _registered_road() -> tuple[Signalling, list[bytes], list[str]]:
+    sig, wire = _stateless_road(True)
+    sig.registrar.restore(
+        [DeviceRecord(device_id=DEVICE, kind="device", expires=3600, registered_at=T0)], T0 + 1
+    )
+    calls: list[str] = []
+    handle = sig.registrar.handle_keepalive
+
+    def counting(device_id: str, source: Source, now: float, ok: bool = True) -> bool:
+        calls.append(device_id)
+        return handle(device_id, source, now, ok)
+
+    sig.registrar.handle_keepalive = counting  # type: ignore[method-assign]
+    return sig, wire, calls
+
+
+def test_keepalive_is_answered_without_a_transaction_and_a_retransmission_again() -> None:
+    sig, wire, calls = _registered_road()
+    datagram = _keepalive_datagram("z9hG4bKsk", 4)
+    sig.transport._datagram(datagram, ("10.0.0.9", 40000))
+    sig.transport._datagram(datagram, ("10.0.0.9", 40000))
+    assert [d.split(b"\r\n", 1)[0] for d in wire] == [b"SIP/2.0 200 OK"] * 2
+    assert _masked(wire[0]) == _masked(wire[1])
+    assert calls == [DEVICE, DEVICE]
+    assert sig.layer.stats.server_created == 0
+    assert not sig.layer._nist and sig.layer.get_timer() is None
+    assert sig.metrics._msg_counts[("MESSAGE", "in")] == 2
+    assert sig.metrics._resp_counts[(200, "MESSAGE", "out")] == 2
+    resp = parse_message(wire[0])
+    assert resp.headers.get("Via") == (
+        "SIP/2.0/UDP 10.0.0.9:5060;rport=40000;branch=z9hG4bKsk;received=10.0.0.9"
+    )
+    assert resp.headers.get("CSeq") == "4 MESSAGE"
+    # An unknown device is told statelessly too (404: register again).
+    sig.transport._datagram(
+        _keepalive_datagram("z9hG4bKsu", 5, "34020000001320000999"), ("10.0.0.9", 40000)
+    )
+    assert wire[-1].startswith(b"SIP/2.0 404 ")
+    assert sig.layer.stats.server_created == 0
+
+
+def test_stateless_keepalive_answers_like_the_transaction_road() -> None:
+    outputs = []
+    for stateless in (True, False):
+        sig, wire, calls = _registered_road()
+        if not stateless:
+            sig.transport.on_stateless = None
+        for n, body_edit in enumerate(
+            [
+                b"",  # the usual keepalive
+                b"<Status>ERROR</Status>",  # a faulty device
+                b"<SN>x</SN>",  # a bad SN: 400
+            ]
+        ):
+            datagram = _keepalive_datagram(f"z9hG4bKe{n}", n + 1)
+            if body_edit:
+                tag = body_edit.split(b">", 1)[0] + b">"
+                start = datagram.index(tag)
+                end = datagram.index(b"</", start) + len(tag) + 1
+                datagram = datagram[:start] + body_edit + datagram[end:]
+                head, body = datagram.split(b"\r\n\r\n", 1)
+                head = re.sub(rb"Content-Length: \d+", b"Content-Length: %d" % len(body), head)
+                datagram = head + b"\r\n\r\n" + body
+            sig.transport._datagram(datagram, ("10.0.0.9", 40000))
+        outputs.append(([_masked(d) for d in wire], calls, dict(sig.metrics._msg_counts)))
+    assert outputs[0] == outputs[1]
+    assert [d.split(b" ", 2)[1] for d in outputs[0][0]] == [b"200", b"200", b"400"]
+
+
+@pytest.mark.parametrize("case", ["in_dialog", "handler_replaced", "other_message"])
+def test_keepalive_keeps_its_transaction_when_not_ours_to_answer_at_once(case: str) -> None:
+    sig, wire, _ = _registered_road()
+    datagram = _keepalive_datagram("z9hG4bKkt", 6)
+    if case == "in_dialog":
+        sig.in_dialog["road-ka-6"] = sig._on_message
+    elif case == "handler_replaced":
+        later: list[str] = []
+
+        def answers_later(
+            request: SipRequest, msg: object, source: Source, now: float
+        ) -> SipResponse | None:
+            later.append(request.call_id)
+            return None
+
+        sig.manscdp_handlers[("Notify", "Keepalive")] = answers_later  # type: ignore[assignment]
+    else:
+        datagram = datagram.replace(
+            b"<CmdType>Keepalive</CmdType>", b"<CmdType>Broadcast</CmdType>"
+        )
+    sig.transport._datagram(datagram, ("10.0.0.9", 40000))
+    assert sig.layer.stats.server_created == 1
+    if case == "handler_replaced":
+        assert not wire
+    else:
+        assert wire and wire[0].startswith(b"SIP/2.0 200 OK")
