@@ -6,16 +6,19 @@ Run on demand (not part of the test suite):
 
 It starts ``gb28181 serve`` pinned to CPU 0 (SIPp runs on CPU 1), then:
 
-1. baseline: SIPp's own UAS (``bench/sipp/uas_register.xml``) answering the
-   same register scenario: registrations/s;
+1. baselines, each in its own process on CPU 0 like the server: SIPp's own UAS
+   (``bench/sipp/uas_register.xml``) and a bare Python responder
+   (``bench/bare_responder.py``) answering the same register scenario:
+   registrations/s and their CPU-µs per registration; then the bare responder
+   answering the keepalive load below (its CPU per keepalive is the floor);
 2. our server: full digest registrations (REGISTER, 401, REGISTER, 200) at
    the highest rate SIPp reaches: registrations/s and server CPU-µs per
-   registration, with the ratio to the baseline;
+   registration, with the ratios to the baselines' CPU and the issue's target
+   scaled by each baseline;
 3. ``--devices`` devices registered, then keeping alive as if every 60 s
    (devices/60 keepalives per second) for ``--seconds``: server CPU share of
    one core, and resident memory per registered device; the server's idle
-   share with that population (sweeps, flushes) is measured first, so the
-   keepalives' own cost per message is printed too.
+   share with that population (sweeps, flushes) is printed too.
 
 With ``--repeat N`` the baseline and the registration run N times each (new
 device IDs every time) and the medians are printed with every run. The load
@@ -128,40 +131,65 @@ def start_server(workdir: Path) -> tuple[subprocess.Popen[bytes], int]:
     raise RuntimeError("server did not start")
 
 
-def baseline(workdir: Path, count: int, inflight: int) -> float:
+def start_baseline(kind: str, workdir: Path) -> tuple[subprocess.Popen[bytes], int]:
+    """Start a baseline responder pinned to CPU 0, like the server: SIPp's UAS or bare Python."""
     port = free_port()
-    uas = subprocess.Popen(
-        [
-            "taskset",
-            "-c",
-            "0",
+    if kind == "sipp":
+        cmd = [
             shutil.which("sipp") or "sipp",
-            "-sf",
-            str(HERE / "sipp" / "uas_register.xml"),
-            "-i",
-            "127.0.0.1",
-            "-p",
-            str(port),
-            "-t",
-            "u1",
-            "-nostdin",
-            "-max_recv_loops",
-            "10000",
-            "-max_sched_loops",
-            "10000",
-        ],
+            "-sf", str(HERE / "sipp" / "uas_register.xml"),
+            "-i", "127.0.0.1", "-p", str(port), "-t", "u1", "-nostdin",
+            "-max_recv_loops", "10000", "-max_sched_loops", "10000",
+        ]  # fmt: skip
+    else:
+        cmd = [sys.executable, str(HERE / "bare_responder.py"), str(port)]
+    proc = subprocess.Popen(
+        ["taskset", "-c", "0", *cmd],
         cwd=workdir,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
+    time.sleep(0.5)
+    return proc, port
+
+
+def register_run(
+    pid: int, target: str, inf: Path, count: int, inflight: int
+) -> tuple[float, float, int]:
+    """SIPp registers ``count`` devices at ``target``: (registrations/s, CPU-µs of ``pid``
+    per registration, SIPp's exit code)."""
+    cpu0 = cpu_seconds(pid)
+    wall, rc = sipp("register.xml", target, inf, count, 100000, limit=inflight)
+    return count / wall, (cpu_seconds(pid) - cpu0) / count * 1e6, rc
+
+
+def baseline(kind: str, workdir: Path, count: int, inflight: int) -> tuple[float, float]:
+    """(registrations/s, responder CPU-µs per registration) of one baseline run."""
+    proc, port = start_baseline(kind, workdir)
     try:
-        time.sleep(0.5)
-        inf = injection(workdir / "baseline.csv", count)
-        wall, rc = sipp("register.xml", f"127.0.0.1:{port}", inf, count, 100000, limit=inflight)
+        inf = injection(workdir / f"baseline-{kind}.csv", count)
+        rate, cpu, rc = register_run(proc.pid, f"127.0.0.1:{port}", inf, count, inflight)
     finally:
-        uas.terminate()
-        uas.wait(10)
-    return count / wall if rc == 0 else float("nan")
+        proc.terminate()
+        proc.wait(10)
+    return (rate, cpu) if rc == 0 else (float("nan"), float("nan"))
+
+
+def keepalive_run(
+    pid: int, target: str, inf: Path, devices: int, seconds: float
+) -> dict[str, float]:
+    """Keepalives of ``devices`` devices every 60 s for ``seconds``: CPU of ``pid``."""
+    rate = max(1, round(devices / 60))
+    n = int(rate * seconds)
+    cpu0 = cpu_seconds(pid)
+    wall, rc = sipp("keepalive.xml", target, inf, n, rate, limit=2000)
+    cpu = cpu_seconds(pid) - cpu0
+    return {
+        "exit_code": rc,
+        "per_s": n / wall,
+        "core_share_percent": cpu / wall * 100,
+        "cpu_us_per_keepalive": cpu / n * 1e6,
+    }
 
 
 def main() -> int:
@@ -189,8 +217,29 @@ def main() -> int:
     results: dict[str, object] = {"load_average_before": round(os.getloadavg()[0], 2)}
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
-        base_runs = [baseline(workdir, args.register, args.inflight) for _ in range(args.repeat)]
-        results["baseline_sipp_uas_registrations_per_s"] = statistics.median(base_runs)
+        # Baselines first, each in its own process on CPU 0 like the server.
+        base: dict[str, list[tuple[float, float]]] = {
+            kind: [
+                baseline(kind, workdir, args.register, args.inflight) for _ in range(args.repeat)
+            ]
+            for kind in ("sipp", "bare")
+        }
+        for kind, runs in base.items():
+            name = "sipp_uas" if kind == "sipp" else "bare_python"
+            results[f"baseline_{name}_registrations_per_s"] = statistics.median(r for r, _ in runs)
+            results[f"baseline_{name}_cpu_us_per_registration"] = statistics.median(
+                c for _, c in runs
+            )
+        # Keepalive floor: the bare responder answering the same keepalive load.
+        proc, port = start_baseline("bare", workdir)
+        try:
+            inf = injection(workdir / "pop.csv", args.devices)
+            floor = keepalive_run(proc.pid, f"127.0.0.1:{port}", inf, args.devices, args.seconds)
+        finally:
+            proc.terminate()
+            proc.wait(10)
+        results["baseline_bare_python_keepalive_core_share_percent"] = floor["core_share_percent"]
+        results["baseline_bare_python_cpu_us_per_keepalive"] = floor["cpu_us_per_keepalive"]
 
         proc, port = start_server(workdir)
         try:
@@ -204,21 +253,32 @@ def main() -> int:
                     time.sleep(35)
                 start = 100000 + n * args.register
                 inf = injection(workdir / f"reg{n}.csv", args.register, start=start)
-                cpu0 = cpu_seconds(proc.pid)
-                wall, rc = sipp(
-                    "register.xml", target, inf, args.register, 100000, limit=args.inflight
-                )
-                cpus.append((cpu_seconds(proc.pid) - cpu0) / args.register * 1e6)
-                rates.append(args.register / wall)
+                rate, cpu, rc = register_run(proc.pid, target, inf, args.register, args.inflight)
+                rates.append(rate)
+                cpus.append(cpu)
                 codes.append(rc)
             results["register_exit_code"] = max(codes)
             results["registrations_per_s"] = statistics.median(rates)
-            results["server_cpu_us_per_registration"] = statistics.median(cpus)
-            results["ratio_to_sipp_uas"] = statistics.median(
-                r / b for r, b in zip(rates, base_runs, strict=True)
+            results["server_cpu_us_per_registration"] = ours = statistics.median(cpus)
+            sipp_cpu = statistics.median(c for _, c in base["sipp"])
+            bare_cpu = statistics.median(c for _, c in base["bare"])
+            results["ratio_to_sipp_uas_registrations_per_s"] = statistics.median(
+                r / b for r, (b, _) in zip(rates, base["sipp"], strict=True)
             )
+            # The issue's target against its own baselines: 10,000/s where SIPp's UAS does
+            # 55,000/s and a bare Python responder 26,000/s, i.e. CPU per registration at most
+            # 5.5x SIPp's UAS and 2.6x the bare responder's, whatever the machine's speed.
+            results["cpu_ratio_to_sipp_uas"] = ours / sipp_cpu
+            results["cpu_ratio_to_bare_python"] = ours / bare_cpu
+            results["cpu_ratio_targets"] = {"sipp_uas": 55000 / 10000, "bare_python": 26000 / 10000}
+            results["per_core_registrations_per_s"] = 1e6 / ours
+            results["target_per_core_scaled_to_this_machine"] = {
+                "by_sipp_uas": 10000 * (1e6 / sipp_cpu) / 55000,
+                "by_bare_python": 10000 * (1e6 / bare_cpu) / 26000,
+            }
             if args.repeat > 1:
-                results["runs_baseline_per_s"] = [round(b) for b in base_runs]
+                for kind, runs in base.items():
+                    results[f"runs_baseline_{kind}"] = [f"{r:.0f}/s {c:.1f}us" for r, c in runs]
                 results["runs_registrations_per_s"] = [round(r) for r in rates]
                 results["runs_cpu_us_per_registration"] = [round(c, 1) for c in cpus]
 
@@ -236,16 +296,19 @@ def main() -> int:
             time.sleep(10)
             idle = (cpu_seconds(proc.pid) - cpu0) / (time.perf_counter() - t0)
             results["idle_core_share_percent"] = idle * 100
-            rate = max(1, round(args.devices / 60))
-            n = int(rate * args.seconds)
-            cpu0 = cpu_seconds(proc.pid)
-            wall, rc = sipp("keepalive.xml", target, inf, n, rate, limit=2000)
-            cpu = cpu_seconds(proc.pid) - cpu0
-            results["keepalive_exit_code"] = rc
-            results["keepalives_per_s"] = n / wall
-            results["keepalive_core_share_percent"] = cpu / wall * 100
-            results["server_cpu_us_per_keepalive"] = cpu / n * 1e6
-            results["server_cpu_us_per_keepalive_above_idle"] = (cpu - idle * wall) / n * 1e6
+            ka = keepalive_run(proc.pid, target, inf, args.devices, args.seconds)
+            results["keepalive_exit_code"] = ka["exit_code"]
+            results["keepalives_per_s"] = ka["per_s"]
+            results["keepalive_core_share_percent"] = ka["core_share_percent"]
+            results["server_cpu_us_per_keepalive"] = ka["cpu_us_per_keepalive"]
+            results["keepalive_cpu_ratio_to_bare_python"] = (
+                ka["cpu_us_per_keepalive"] / floor["cpu_us_per_keepalive"]
+            )
+            # The 10 % of a core, scaled by this machine's speed at the bare responder's
+            # registrations against the issue's 26,000/s.
+            results["keepalive_target_percent_scaled_to_this_machine"] = (
+                10 * 26000 / (1e6 / bare_cpu)
+            )
         finally:
             proc.send_signal(signal.SIGTERM)
             try:
