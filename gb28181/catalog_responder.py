@@ -16,6 +16,11 @@ of the catalog (:meth:`CatalogResponder.notify_change`, a
 (:meth:`CatalogResponder.device_availability`) become ``ADD``/``DEL``/``UPDATE``/``ON``/``OFF``
 items for each subscriber, judged against what that subscriber was shown: a channel that
 becomes visible is ``ADD`` (with its organisations), one that stops being visible ``DEL``.
+A channel several trees list (a camera moved between NVRs) is published from one of them, the
+channel index's winner (:meth:`CatalogView.carrier`): changes from the other trees are not the
+channel's and are not sent; when the carrier changes (the new NVR reports it, or the carrier
+drops it while another tree still lists it), the subscriber gets an ``UPDATE`` of the item as
+now published.
 A refresh in the dialog extends it, ``Expires: 0`` ends it (a final NOTIFY with
 ``Subscription-State: terminated``), and :meth:`CatalogResponder.sweep` ends expired ones.
 
@@ -107,6 +112,13 @@ _EVENT_OF_STATUS = {
 }
 
 
+class _Own:
+    """Marker: a channel change judged as its own tree's (:meth:`CatalogResponder._route`)."""
+
+
+_OWN = _Own()
+
+
 PrincipalResolver = Callable[[str, Source], Awaitable[Principal | None]]
 """(registered account ID, where its request came from) -> its Principal, or None."""
 
@@ -179,6 +191,9 @@ class CatalogSubscription:
     expires_at: float
     #: IDs (ours, unmapped) of the channels and organisations this subscriber was shown.
     published: set[str] = field(default_factory=set)
+    #: Published channel ID -> the device it was published from: a change of carrier is
+    #: told as an UPDATE, and a drop by a tree that was not the carrier is told as nothing.
+    carriers: dict[str, str] = field(default_factory=dict)
     ready: bool = False
     pending: list[manscdp.CatalogItem] = field(default_factory=list)
     task: asyncio.Task[None] | None = None
@@ -466,7 +481,7 @@ class CatalogResponder:
         """Record what the subscriber may see now and confirm with a bodiless NOTIFY."""
         if self.subscriptions.get(sub.dialog.id) is not sub:
             return
-        sub.published = self._published(sub.peer)
+        sub.published, sub.carriers = self._published(sub.peer)
         sub.ready = True
         self._send_notify(sub, b"")
 
@@ -480,17 +495,20 @@ class CatalogResponder:
                 continue
             sub.peer = dataclasses.replace(sub.peer, principal=principal)
             if sub.ready:
-                sub.published = self._published(sub.peer)
+                sub.published, sub.carriers = self._published(sub.peer)
             changed += 1
         return changed
 
-    def _published(self, peer: CatalogPeer) -> set[str]:
+    def _published(self, peer: CatalogPeer) -> tuple[set[str], dict[str, str]]:
+        """What ``peer`` sees now: the published IDs, and each channel's carrier."""
         published: set[str] = set()
+        carriers: dict[str, str] = {}
         for device_id, node in self.view.visible_channels(peer):
             published.add(node.channel_id)
+            carriers[node.channel_id] = device_id
             for org in self.view.orgs_above(self.trees[device_id], node):
                 published.add(org.channel_id)
-        return published
+        return published, carriers
 
     def sweep(self, now: float) -> int:
         """End expired subscriptions (a final NOTIFY, reason timeout); their number."""
@@ -542,6 +560,8 @@ class CatalogResponder:
             items = []
             for node in tree:
                 if node.kind is NodeKind.CHANNEL and node.channel_id in sub.published:
+                    if not self._carries(sub.peer, device_id, node.channel_id):
+                        continue  # published from another device: its status is that one's
                     status = node.status if online else ChannelStatus.OFF
                     event = _EVENT_OF_STATUS.get(status)
                     if event is not None:
@@ -558,13 +578,25 @@ class CatalogResponder:
         mapped = peer.id_map
         out: list[manscdp.CatalogItem] = []
         judged: list[tuple[CatalogChange, CatalogNode]] = []
+        #: Channels whose carrier is another tree than the subscriber was shown: re-judged
+        #: as that tree publishes them (grouped by carrier for one visibility call each).
+        moved: dict[str, dict[str, CatalogNode]] = {}
         for change in changes:
             node = change.node
             if node is None or change.kind is ChangeKind.IGNORED:
                 continue
+            if node.kind is NodeKind.CHANNEL:
+                route = self._route(sub, tree.device_id, change)
+                if route is None:
+                    continue
+                if not isinstance(route, _Own):
+                    carrier, carried = route
+                    moved.setdefault(carrier, {})[change.channel_id] = carried
+                    continue
             if change.kind is ChangeKind.REMOVED:
                 if change.channel_id in sub.published:
                     sub.published.discard(change.channel_id)
+                    sub.carriers.pop(change.channel_id, None)
                     cid = mapped.get(change.channel_id, change.channel_id)
                     out.append(manscdp.CatalogItem(device_id=cid, event="DEL"))
                 continue
@@ -576,24 +608,95 @@ class CatalogResponder:
                 and change.kind is ChangeKind.UPDATED
             ):
                 out.append(dataclasses.replace(self.view.item(peer, tree, node), event="UPDATE"))
-        if not judged:
-            return out
+        if judged:
+            out.extend(self._judge(sub, tree, judged))
+        for carrier, nodes in moved.items():
+            out.extend(self._carried_by(sub, self.trees[carrier], list(nodes.values())))
+        return out
+
+    def _route(
+        self, sub: CatalogSubscription, device_id: str, change: CatalogChange
+    ) -> tuple[str, CatalogNode] | _Own | None:
+        """Whose change a channel change of ``device_id``'s tree is, for this subscriber.
+
+        :returns: :data:`_OWN` when the tree carries the channel as the subscriber was shown
+            it (or no other tree holds it): judged as before; ``(carrier, node)`` when the
+            channel is now published from another tree than the subscriber was shown (or the
+            carrier dropped it and another tree holds it); ``None`` for a change of a tree
+            that does not carry the channel (the subscriber is not told).
+        """
+        channel_id = change.channel_id
+        carrier = self.view.carrier(channel_id, sub.peer)
+        if carrier is None:
+            return _OWN  # no other tree lists it: a DEL (or a batch that added and removed it)
+        shown = sub.carriers.get(channel_id)
+        published = channel_id in sub.published
+        if carrier == device_id and (not published or shown in (None, device_id)):
+            return _OWN
+        carried = self._node_of(carrier, channel_id)
+        if carried is not None and (
+            (published and shown != carrier)
+            or (not published and change.kind is ChangeKind.REMOVED)
+        ):
+            return carrier, carried
+        log.debug(
+            "catalog change %s of %s from %s not sent to %s: the channel is published from %s",
+            change.kind.value,
+            channel_id,
+            device_id,
+            sub.peer.peer_id,
+            carrier,
+        )
+        return None
+
+    def _node_of(self, device_id: str, channel_id: str) -> CatalogNode | None:
+        tree = self.trees.get(device_id)
+        node = tree.get(channel_id) if tree is not None else None
+        if node is None:
+            log.warning(
+                "catalog index names %s as carrier of %s but its tree lacks it",
+                device_id,
+                channel_id,
+            )
+        return node
+
+    def _carries(self, peer: CatalogPeer, device_id: str, channel_id: str) -> bool:
+        """Whether ``channel_id`` is published to ``peer`` from ``device_id``'s tree."""
+        carrier = self.view.carrier(channel_id, peer)
+        if carrier is None or carrier == device_id:
+            return True
+        log.debug(
+            "catalog status of %s from %s not sent to %s: the channel is published from %s",
+            channel_id,
+            device_id,
+            peer.peer_id,
+            carrier,
+        )
+        return False
+
+    def _judge(
+        self,
+        sub: CatalogSubscription,
+        tree: CatalogTree,
+        judged: list[tuple[CatalogChange, CatalogNode]],
+    ) -> list[manscdp.CatalogItem]:
+        """Events for channel changes of the tree that carries them (visibility judged)."""
+        peer = sub.peer
+        mapped = peer.id_map
+        out: list[manscdp.CatalogItem] = []
         visible = self.view.visible_now(peer, tree, [n for _, n in judged])
         for change, node in judged:
             cid = node.channel_id
             was = cid in sub.published
             now_visible = cid in visible
             if now_visible and not was:
-                for org in self.view.orgs_above(tree, node):
-                    if org.channel_id not in sub.published:
-                        sub.published.add(org.channel_id)
-                        out.append(
-                            dataclasses.replace(self.view.item(peer, tree, org), event="ADD")
-                        )
+                out.extend(self._add_orgs(sub, tree, node))
                 sub.published.add(cid)
+                sub.carriers[cid] = tree.device_id
                 out.append(dataclasses.replace(self.view.item(peer, tree, node), event="ADD"))
             elif was and not now_visible:
                 sub.published.discard(cid)
+                sub.carriers.pop(cid, None)
                 out.append(manscdp.CatalogItem(device_id=mapped.get(cid, cid), event="DEL"))
             elif was and change.kind is ChangeKind.STATUS:
                 event = _EVENT_OF_STATUS.get(self.view.effective(tree, node))
@@ -601,6 +704,41 @@ class CatalogResponder:
                     out.append(manscdp.CatalogItem(device_id=mapped.get(cid, cid), event=event))
             elif was and change.kind in (ChangeKind.ADDED, ChangeKind.UPDATED):
                 out.append(dataclasses.replace(self.view.item(peer, tree, node), event="UPDATE"))
+        return out
+
+    def _carried_by(
+        self, sub: CatalogSubscription, tree: CatalogTree, nodes: list[CatalogNode]
+    ) -> list[manscdp.CatalogItem]:
+        """Events for channels now published from ``tree`` (their carrier changed): the item
+        as now published, ``UPDATE`` if the subscriber had it (``ADD`` if not), after the
+        organisations above it it lacks; ``DEL`` if it may not view it from there."""
+        peer = sub.peer
+        out: list[manscdp.CatalogItem] = []
+        visible = self.view.visible_now(peer, tree, nodes)
+        for node in nodes:
+            cid = node.channel_id
+            was = cid in sub.published
+            if cid in visible:
+                out.extend(self._add_orgs(sub, tree, node))
+                sub.published.add(cid)
+                sub.carriers[cid] = tree.device_id
+                event = "UPDATE" if was else "ADD"
+                out.append(dataclasses.replace(self.view.item(peer, tree, node), event=event))
+            elif was:
+                sub.published.discard(cid)
+                sub.carriers.pop(cid, None)
+                out.append(manscdp.CatalogItem(device_id=peer.id_map.get(cid, cid), event="DEL"))
+        return out
+
+    def _add_orgs(
+        self, sub: CatalogSubscription, tree: CatalogTree, node: CatalogNode
+    ) -> list[manscdp.CatalogItem]:
+        """``ADD`` of the organisations above ``node`` the subscriber was not shown yet."""
+        out: list[manscdp.CatalogItem] = []
+        for org in self.view.orgs_above(tree, node):
+            if org.channel_id not in sub.published:
+                sub.published.add(org.channel_id)
+                out.append(dataclasses.replace(self.view.item(sub.peer, tree, org), event="ADD"))
         return out
 
     # -- sending NOTIFYs ----------------------------------------------------------------------

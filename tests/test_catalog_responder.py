@@ -434,3 +434,141 @@ async def test_set_principal_recomputes_what_a_subscriber_sees() -> None:
     r.notify_change(OTHER, tree.apply_events([CI(device_id=cid(10), event="OFF")], 1.0), 1.0)
     await settle()
     assert notified(link) == [(cid(10), "OFF")]
+
+
+# -- a channel two trees list: changes follow the channel index's winner ----------------------
+
+NVR2 = "34020000001180000002"  # the NVR a camera moved to
+
+
+def subscribed(r: CatalogResponder, now: float = 100.0) -> FakeLink:
+    """A confirmed subscription of LOWER; the link with the confirming NOTIFY cleared."""
+    link = FakeLink()
+    r.handle_subscribe(peer(link), subscribe(), now)
+    link.sent.clear()
+    return link
+
+
+def moved_camera(r: CatalogResponder, at: float = 10.0) -> CatalogTree:
+    """cam(1) of NVR now also listed, more recently, by NVR2 (the old NVR not re-synced)."""
+    nvr2 = CatalogTree(NVR2, SERVER)
+    r.trees[NVR2] = nvr2
+    nvr2.apply_catalog([cam(1, NVR2, name="搬来的", status="ON")], at)
+    assert r.trees.device_of(cid(1)) == NVR2
+    return nvr2
+
+
+def items(link: FakeLink) -> list[manscdp.CatalogItem]:
+    return [i for b in link.bodies() for i in b.items]
+
+
+async def test_changes_from_a_tree_that_does_not_carry_the_channel_are_not_sent() -> None:
+    r, _ = responder()
+    nvr2 = moved_camera(r)
+    link = subscribed(r)
+    (sub,) = r.subscriptions.values()
+    assert sub.carriers[cid(1)] == NVR2
+    old = r.trees[NVR]
+    r.notify_change(NVR, old.apply_events([CI(device_id=cid(1), event="OFF")], 101.0), 101.0)
+    upd = old.apply_event(cam(1, NVR, name="旧名", event="UPDATE"), 102.0)
+    assert upd is not None
+    r.notify_change(NVR, [upd], 102.0)
+    r.notify_change(NVR, old.apply_events([CI(device_id=cid(1), event="DEL")], 103.0), 103.0)
+    r.device_availability(NVR, False, 104.0)
+    await settle()
+    # Only the NVR's own channel goes OFF; the moved camera is still published from NVR2.
+    assert notified(link) == [(cid(2), "OFF")]
+    assert cid(1) in sub.published and sub.carriers[cid(1)] == NVR2
+    # The carrier's changes are sent.
+    r.notify_change(NVR2, nvr2.apply_events([CI(device_id=cid(1), event="OFF")], 105.0), 105.0)
+    await settle()
+    assert notified(link)[1:] == [(cid(1), "OFF")]
+
+
+async def test_a_del_from_the_carrier_while_another_tree_lists_the_channel_is_an_update() -> None:
+    r, _ = responder()
+    nvr2 = moved_camera(r)
+    link = subscribed(r)
+    (sub,) = r.subscriptions.values()
+    r.notify_change(NVR2, nvr2.apply_events([CI(device_id=cid(1), event="DEL")], 101.0), 101.0)
+    await settle()
+    (item,) = items(link)
+    # Still published, now from the old NVR: its item (name, status), under our platform.
+    assert (item.device_id, item.event, item.name) == (cid(1), "UPDATE", "摄像机1")
+    assert item.parent_id == SERVER and item.status == "ON" and item.password is None
+    assert cid(1) in sub.published and sub.carriers[cid(1)] == NVR
+    # Once no other tree lists it, the DEL is a DEL.
+    old = r.trees[NVR]
+    r.notify_change(NVR, old.apply_events([CI(device_id=cid(1), event="DEL")], 102.0), 102.0)
+    await settle()
+    assert notified(link)[1:] == [(cid(1), "DEL")]
+    assert cid(1) not in sub.published and cid(1) not in sub.carriers
+
+
+async def test_a_change_of_carrier_is_sent_as_an_update_of_the_item_as_now_published() -> None:
+    r, _ = responder()
+    link = subscribed(r)
+    (sub,) = r.subscriptions.values()
+    assert sub.carriers[cid(1)] == NVR
+    # The camera moves to the lower platform, under an organisation not published yet.
+    new_org = "34020000002160000003"
+    lower = r.trees[OTHER]
+    changes = lower.apply_events(
+        [
+            CI(device_id=new_org, name="西区", parent_id=GROUP, event="ADD"),
+            cam(1, new_org, name="西门", status="OFF", event="ADD"),
+        ],
+        101.0,
+    )
+    r.notify_change(OTHER, changes, 101.0)
+    await settle()
+    org, item = items(link)
+    assert (org.device_id, org.event) == (new_org, "ADD")
+    assert (item.device_id, item.event, item.name) == (cid(1), "UPDATE", "西门")
+    assert item.parent_id == new_org and item.status == "OFF"
+    assert sub.carriers[cid(1)] == OTHER and new_org in sub.published
+    # The old NVR's news of it are no longer the channel's.
+    old = r.trees[NVR]
+    r.notify_change(NVR, old.apply_events([CI(device_id=cid(1), event="OFF")], 102.0), 102.0)
+    await settle()
+    assert len(items(link)) == 2
+
+
+async def test_a_subscriber_listing_the_channel_itself_still_gets_it_from_its_carrier() -> None:
+    r, _ = responder()
+    link = subscribed(r)
+    (sub,) = r.subscriptions.values()
+    # The subscriber lists the camera too, most recently: what it lists came from it.
+    own = r.trees[LOWER]
+    r.notify_change(LOWER, own.apply_events([cam(1, LOWER, event="ADD")], 101.0), 101.0)
+    assert r.trees.device_of(cid(1)) == LOWER
+    old = r.trees[NVR]
+    r.notify_change(NVR, old.apply_events([CI(device_id=cid(1), event="OFF")], 102.0), 102.0)
+    await settle()
+    assert notified(link) == [(cid(1), "OFF")]
+    assert sub.carriers[cid(1)] == NVR
+
+
+async def test_a_channel_one_tree_lists_is_told_as_before() -> None:
+    r, _ = responder()
+    moved_camera(r)  # a contested channel elsewhere changes nothing for cam(2)
+    link = subscribed(r)
+    (sub,) = r.subscriptions.values()
+    assert sub.carriers[cid(2)] == NVR
+    nvr = r.trees[NVR]
+    upd = nvr.apply_event(cam(2, NVR, name="改名", status="OFF", event="UPDATE"), 101.0)
+    assert upd is not None
+    r.notify_change(NVR, [upd], 101.0)
+    r.notify_change(NVR, nvr.apply_events([CI(device_id=cid(2), event="ON")], 102.0), 102.0)
+    r.device_availability(NVR, False, 103.0)
+    r.notify_change(NVR, nvr.apply_events([CI(device_id=cid(2), event="DEL")], 104.0), 104.0)
+    r.notify_change(NVR, nvr.apply_events([cam(2, NVR, status="ON", event="ADD")], 105.0), 105.0)
+    await settle()
+    assert notified(link) == [
+        (cid(2), "UPDATE"),
+        (cid(2), "ON"),
+        (cid(2), "OFF"),
+        (cid(2), "DEL"),
+        (cid(2), "ADD"),
+    ]
+    assert sub.carriers[cid(2)] == NVR
