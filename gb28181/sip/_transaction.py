@@ -70,7 +70,7 @@ from typing import Any
 
 from ._errors import SipError, SipLocalError, SipParseError, SipRemoteError
 from ._ids import new_branch, new_tag
-from ._message import SipMessage, SipRequest, SipResponse, make_response
+from ._message import SipMessage, SipRequest, SipResponse, make_response, parse_message
 from ._timerqueue import TimerQueue
 from ._transaction_events import (
     AckReceived,
@@ -553,6 +553,10 @@ class TransactionLayer:
             self.stats.requests_absorbed += 1
             return
         self.stats.responses_resent += 1
+        if isinstance(resp, bytes):
+            # Kept as sent (see _respond_nist); our own serialisation parses back to the
+            # same message, and a retransmitted request is rare enough to pay for it.
+            resp = parse_message(resp)
         self._out.append(
             _new(
                 Outgoing, (resp, nist[NIST_ADDR], nist[NIST_CONN_ID], nist[NIST_RELIABLE], nist[0])
@@ -660,6 +664,10 @@ class TransactionLayer:
                 nist[NIST_STATE] = _S.TERMINATED
                 self._finish_nist(nist)
             else:
+                # Timer J keeps the transaction 32 s for retransmissions alone: keep the
+                # response's bytes (~0.5 KB) rather than its parsed headers (~1.5 KB more),
+                # so that twice the transactions fit in the same memory (max_transactions).
+                nist[NIST_RESPONSE] = bytes(resp)
                 nist[NIST_DEADLINE] = now + self._t64
                 self._timer_j.append(nist)
 

@@ -309,10 +309,10 @@ def test_inactivity_timeout_with_injected_clock(captures: Callable[[str], Captur
         _send_udp(captures("ps_rtp_udp").packets[:3], info["port"])
         assert isinstance(worker.events.get(timeout=DEADLINE)[1], StreamStarted)
         now[0] = 1014.9
-        worker.call(lambda: None)
+        _check_timers(worker)
         assert worker.events.empty()
         now[0] = 1015.0
-        worker.call(lambda: None)
+        _check_timers(worker)
         session, event = worker.events.get(timeout=DEADLINE)
         assert event == StreamTimedOut(True, 1000.0, 1015.0)
         final = worker.call(lambda: worker.close(session))

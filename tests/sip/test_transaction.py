@@ -36,7 +36,12 @@ from gb28181.sip import (
     make_response,
     parse_message,
 )
-from gb28181.sip._transaction_state import TRANSITIONS, TransactionInput, TransactionKind
+from gb28181.sip._transaction_state import (
+    NIST_RESPONSE,
+    TRANSITIONS,
+    TransactionInput,
+    TransactionKind,
+)
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "sip-wire"
 PEER = ("192.168.1.64", 5060)
@@ -442,12 +447,12 @@ def test_invite_server_2xx_accepted_until_ack() -> None:
     key = events(layer)[0].key  # type: ignore[attr-defined]
     ok = make_response(invite, 200, to_tag="me")
     layer.send_response(key, ok, 0.05)
-    assert [o.message for o in sent(layer)] == [ok]
+    assert [bytes(o.message) for o in sent(layer)] == [bytes(ok)]  # resent as sent
     assert layer.state_of(key) is TransactionState.ACCEPTED
     layer.handle_timer(0.55)  # the 2xx is retransmitted until an ACK arrives
-    assert [o.message for o in sent(layer)] == [ok]
+    assert [bytes(o.message) for o in sent(layer)] == [bytes(ok)]  # resent as sent
     layer.receive_message(invite, PEER, 0.6, reliable=False)  # not a new request
-    assert [o.message for o in sent(layer)] == [ok]
+    assert [bytes(o.message) for o in sent(layer)] == [bytes(ok)]  # resent as sent
     assert events(layer) == []
     layer.send_response(key, ok, 0.7)  # the TU may repeat its 2xx
     assert len(sent(layer)) == 1
@@ -519,7 +524,10 @@ def test_non_invite_server_duplicates_and_timer_j() -> None:
     layer.send_response(register, challenge, 0.2)  # by request instead of key
     assert sent(layer) == [Outgoing(challenge, PEER, None, False, event.key)]
     layer.receive_message(register, PEER, 0.3, reliable=False)  # answered from the cache
-    assert [o.message for o in sent(layer)] == [challenge]
+    assert [bytes(o.message) for o in sent(layer)] == [bytes(challenge)]  # resent as sent
+    # While timer J runs the transaction keeps only the response's bytes.
+    (nist,) = layer._nist.values()
+    assert nist[NIST_RESPONSE] == bytes(challenge)
     assert events(layer) == []
     assert layer.get_timer() == pytest.approx(32.2)  # timer J
     layer.handle_timer(32.2)
@@ -597,7 +605,7 @@ def test_wvp_branch_without_cookie_absorbs_retransmissions() -> None:
     layer.send_response(event.key, ok, 0.5)
     sent(layer)
     layer.receive_message(again, ("13.50.108.195", 5060), 1.0, reliable=False)
-    assert [o.message for o in sent(layer)] == [ok]
+    assert [bytes(o.message) for o in sent(layer)] == [bytes(ok)]  # resent as sent
 
 
 def test_rfc2543_invite_non_2xx_ack_matches_without_branch() -> None:
@@ -977,7 +985,7 @@ def test_receive_request_opens_the_transaction_without_an_event() -> None:
     assert sent(layer) == [Outgoing(resp, PEER, None, False, key)]
     # §17.2.2: the retransmission gets the same response and nothing for the TU.
     assert layer.receive_request(msg, PEER, 0.5, reliable=False) is None
-    assert [o.message for o in sent(layer)] == [resp]
+    assert [bytes(o.message) for o in sent(layer)] == [bytes(resp)]  # resent as sent
     assert events(layer) == []
 
 
