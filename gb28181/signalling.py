@@ -17,8 +17,10 @@ and an unknown CmdType under a known root 200.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import itertools
 import logging
+import os
 import time
 from collections.abc import Callable
 from typing import Any, cast
@@ -132,6 +134,7 @@ class Signalling:
         # ...and a UDP REGISTER without credentials or a keepalive is answered without a
         # transaction (_stateless).
         self.transport.on_stateless = self._stateless
+        self._stateless_mac = hashlib.blake2s(key=os.urandom(16), digest_size=8)
         self.methods: dict[str, RequestHandler] = {
             "REGISTER": self._on_register,
             "MESSAGE": self._on_message,
@@ -245,7 +248,28 @@ class Signalling:
             return None
         # Refuse what the transaction layer would refuse (no Via, a bad one), the same way.
         self.layer.request_key(request)
-        return self._answer(request, Source("UDP", addr[0], addr[1], None), now)
+        response = self._answer(request, Source("UDP", addr[0], addr[1], None), now)
+        if response is not None:
+            self._stable_to_tag(request, response)
+        return response
+
+    def _stable_to_tag(self, request: SipRequest, response: SipResponse) -> None:
+        """Give a stateless answer the same To tag for the same request (RFC 3261 §8.2.7).
+
+        A retransmission is answered again, and a client in its Completed state (or a strict
+        one such as SIPp) must see a retransmitted response, not a second one: for a keepalive
+        the answer is then the same bytes. The tag is a keyed hash of what identifies the
+        request (Via with its branch, From with its tag, Call-ID, CSeq).
+        """
+        to = request.headers.get("To")
+        if to is None or ";tag=" in to.replace(" ", "").lower():
+            return  # no tag of ours was added
+        h = request.headers
+        mac = self._stateless_mac.copy()
+        for name in ("Via", "From", "Call-ID", "CSeq"):
+            mac.update((h.get(name) or "").encode("utf-8", "surrogateescape"))
+            mac.update(b"\n")
+        response.headers.set("To", f"{to};tag={mac.hexdigest()}")
 
     def _answer(self, request: SipRequest, source: Source, now: float) -> SipResponse | None:
         """Count ``request``, run its handler and count the response it gives (if any)."""

@@ -536,6 +536,10 @@ def test_challenge_is_stateless_and_a_retransmission_gets_a_fresh_valid_one() ->
     assert [d.split(b" ", 2)[1] for d in wire] == [b"401", b"401"]
     first, again = (parse_message(d) for d in wire)
     assert first.headers.get("WWW-Authenticate") != again.headers.get("WWW-Authenticate")
+    assert first.headers.get("To") == again.headers.get("To")  # same request, same tag
+    other_branch = _register_datagram("z9hG4bKs9", 1)
+    sig.transport._datagram(other_branch, src)
+    assert parse_message(wire.pop()).headers.get("To") != first.headers.get("To")
     # No transaction was opened, none is left behind, no timer is armed for one.
     assert sig.layer.stats.server_created == 0
     assert not sig.layer._nist and sig.layer.get_timer() is None
@@ -675,7 +679,9 @@ def test_keepalive_is_answered_without_a_transaction_and_a_retransmission_again(
     sig.transport._datagram(datagram, ("10.0.0.9", 40000))
     sig.transport._datagram(datagram, ("10.0.0.9", 40000))
     assert [d.split(b"\r\n", 1)[0] for d in wire] == [b"SIP/2.0 200 OK"] * 2
-    assert _masked(wire[0]) == _masked(wire[1])
+    # RFC 3261 §8.2.7: the same request gets the same To tag: the same bytes, which a strict
+    # client (SIPp) takes as a retransmitted response rather than a second one.
+    assert wire[0] == wire[1]
     assert calls == [DEVICE, DEVICE]
     assert sig.layer.stats.server_created == 0
     assert not sig.layer._nist and sig.layer.get_timer() is None
