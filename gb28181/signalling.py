@@ -17,10 +17,8 @@ and an unknown CmdType under a known root 200.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import itertools
 import logging
-import os
 import time
 from collections.abc import Callable
 from typing import Any, cast
@@ -87,6 +85,20 @@ _KEEPALIVE_MARK = b"<CmdType>Keepalive</CmdType>"
 _KEEPALIVE_KEY = ("Notify", "Keepalive")
 
 
+def stable_tag(request: SipRequest) -> str:
+    """The To tag a stateless answer gives ``request``: the same for the same request.
+
+    RFC 3261 §8.2.7: a request answered without a transaction may come again (a
+    retransmission) and must get the same tag, so that the client (in its Completed state, or
+    a strict one such as SIPp) sees a retransmitted response rather than a second one. The
+    tag hashes what identifies the request (Via with its branch, From with its tag, Call-ID,
+    CSeq) with the process's string-hash key: not predictable, and new after a restart.
+    """
+    h = request.headers
+    key = hash((h.get("Via"), h.get("From"), h.get("Call-ID"), h.get("CSeq")))
+    return f"{key & 0xFFFFFFFFFFFFFFFF:016x}"
+
+
 class SipRequestTimeout(Exception):
     """A request we sent got no final response (RFC 3261 timer B/F fired)."""
 
@@ -134,7 +146,6 @@ class Signalling:
         # ...and a UDP REGISTER without credentials or a keepalive is answered without a
         # transaction (_stateless).
         self.transport.on_stateless = self._stateless
-        self._stateless_mac = hashlib.blake2s(key=os.urandom(16), digest_size=8)
         self.methods: dict[str, RequestHandler] = {
             "REGISTER": self._on_register,
             "MESSAGE": self._on_message,
@@ -249,27 +260,12 @@ class Signalling:
         # Refuse what the transaction layer would refuse (no Via, a bad one), the same way.
         self.layer.request_key(request)
         response = self._answer(request, Source("UDP", addr[0], addr[1], None), now)
-        if response is not None:
-            self._stable_to_tag(request, response)
+        if response is not None and method == "REGISTER":
+            # The keepalive handler tags its answers with stable_tag() already.
+            to = request.headers.get("To")
+            if to is not None and ";tag=" not in to.replace(" ", "").lower():
+                response.headers.set("To", f"{to};tag={stable_tag(request)}")
         return response
-
-    def _stable_to_tag(self, request: SipRequest, response: SipResponse) -> None:
-        """Give a stateless answer the same To tag for the same request (RFC 3261 §8.2.7).
-
-        A retransmission is answered again, and a client in its Completed state (or a strict
-        one such as SIPp) must see a retransmitted response, not a second one: for a keepalive
-        the answer is then the same bytes. The tag is a keyed hash of what identifies the
-        request (Via with its branch, From with its tag, Call-ID, CSeq).
-        """
-        to = request.headers.get("To")
-        if to is None or ";tag=" in to.replace(" ", "").lower():
-            return  # no tag of ours was added
-        h = request.headers
-        mac = self._stateless_mac.copy()
-        for name in ("Via", "From", "Call-ID", "CSeq"):
-            mac.update((h.get(name) or "").encode("utf-8", "surrogateescape"))
-            mac.update(b"\n")
-        response.headers.set("To", f"{to};tag={mac.hexdigest()}")
 
     def _answer(self, request: SipRequest, source: Source, now: float) -> SipResponse | None:
         """Count ``request``, run its handler and count the response it gives (if any)."""
@@ -487,7 +483,8 @@ class Signalling:
                     callback(device_id, ok, now)
                 except Exception:
                     log.exception("keepalive listener failed device=%s", device_id)
-        return make_response(request, 200 if known else 404, to_tag=self._tag())
+        # A stable tag: a retransmission answered statelessly (_stateless) gets the same bytes.
+        return make_response(request, 200 if known else 404, to_tag=stable_tag(request))
 
     # -- requests we send ---------------------------------------------------
     def contact(self) -> str:
