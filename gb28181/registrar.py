@@ -36,6 +36,7 @@ from .sip import (
     SipResponse,
     make_response,
     new_tag,
+    stable_tag,
 )
 from .store import DeviceRecord, StatusEvent
 
@@ -293,7 +294,8 @@ class Registrar:
             headers = [server]
         else:
             headers.append(server)
-        return make_response(request, status, reason, to_tag=new_tag(), headers=headers)
+        # A stable tag: the challenge is answered without a transaction (RFC 3261 §8.2.7).
+        return make_response(request, status, reason, to_tag=stable_tag(request), headers=headers)
 
     def _register(self, request: SipRequest, source: Source, now: float) -> SipResponse:
         cfg = self.config

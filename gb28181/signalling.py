@@ -45,6 +45,7 @@ from .sip import (
     new_branch,
     new_call_id,
     new_tag,
+    stable_tag,
 )
 from .transport import Connection, SipTransport
 
@@ -83,20 +84,6 @@ _DIALOG_METHODS = frozenset({"BYE", "INFO", "INVITE", "UPDATE"})
 #: A MESSAGE whose body holds this is a keepalive candidate for the stateless answer.
 _KEEPALIVE_MARK = b"<CmdType>Keepalive</CmdType>"
 _KEEPALIVE_KEY = ("Notify", "Keepalive")
-
-
-def stable_tag(request: SipRequest) -> str:
-    """The To tag a stateless answer gives ``request``: the same for the same request.
-
-    RFC 3261 §8.2.7: a request answered without a transaction may come again (a
-    retransmission) and must get the same tag, so that the client (in its Completed state, or
-    a strict one such as SIPp) sees a retransmitted response rather than a second one. The
-    tag hashes what identifies the request (Via with its branch, From with its tag, Call-ID,
-    CSeq) with the process's string-hash key: not predictable, and new after a restart.
-    """
-    h = request.headers
-    key = hash((h.get("Via"), h.get("From"), h.get("Call-ID"), h.get("CSeq")))
-    return f"{key & 0xFFFFFFFFFFFFFFFF:016x}"
 
 
 class SipRequestTimeout(Exception):
@@ -153,7 +140,7 @@ class Signalling:
             "NOTIFY": self._on_notify,
         }
         self.manscdp_handlers: dict[tuple[str, str], ManscdpHandler] = {
-            ("Notify", "Keepalive"): self._on_keepalive,
+            _KEEPALIVE_KEY: self._on_keepalive,
         }
         self._pending: dict[Any, asyncio.Future[SipResponse]] = {}
         #: Told when a device registers and was not online before (catalog query...).
@@ -259,13 +246,9 @@ class Signalling:
             return None
         # Refuse what the transaction layer would refuse (no Via, a bad one), the same way.
         self.layer.request_key(request)
-        response = self._answer(request, Source("UDP", addr[0], addr[1], None), now)
-        if response is not None and method == "REGISTER":
-            # The keepalive handler tags its answers with stable_tag() already.
-            to = request.headers.get("To")
-            if to is not None and ";tag=" not in to.replace(" ", "").lower():
-                response.headers.set("To", f"{to};tag={stable_tag(request)}")
-        return response
+        # Both handlers tag their answers with stable_tag(): a retransmission answered here
+        # gets the same To tag (RFC 3261 §8.2.7).
+        return self._answer(request, Source("UDP", addr[0], addr[1], None), now)
 
     def _answer(self, request: SipRequest, source: Source, now: float) -> SipResponse | None:
         """Count ``request``, run its handler and count the response it gives (if any)."""

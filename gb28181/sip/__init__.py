@@ -37,6 +37,7 @@ from ._message import (
     StreamParser,
     make_response,
     parse_message,
+    stable_tag,
 )
 from ._sdp import (
     MAX_SDP_SIZE,
@@ -143,5 +144,6 @@ __all__ = [
     "parse_sdp",
     "split_header_list",
     "ssrc_to_int",
+    "stable_tag",
     "via_template",
 ]

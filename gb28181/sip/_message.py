@@ -48,6 +48,7 @@ __all__ = [
     "StreamParser",
     "make_response",
     "parse_message",
+    "stable_tag",
 ]
 
 DEFAULT_MAX_SIZE = 64 * 1024
@@ -863,6 +864,21 @@ class StreamParser:
     def buffered(self) -> int:
         """Bytes received but not yet part of a whole message."""
         return len(self._buf)
+
+
+def stable_tag(request: SipRequest) -> str:
+    """A To tag that is the same for the same request (RFC 3261 §8.2.7).
+
+    A request answered without a transaction may come again (a retransmission) and must get
+    the same tag, so that the client (in its Completed state, or a strict one such as SIPp)
+    sees a retransmitted response rather than a second one. The tag hashes what identifies
+    the request (Via with its branch, From with its tag, Call-ID, CSeq) with the process's
+    string-hash key: not predictable, and new after a restart. For answers that start no
+    dialog; a dialog's tag comes from :func:`new_tag`.
+    """
+    h = request.headers
+    key = hash((h.get("Via"), h.get("From"), h.get("Call-ID"), h.get("CSeq")))
+    return f"{key & 0xFFFFFFFFFFFFFFFF:016x}"
 
 
 def make_response(

@@ -667,6 +667,9 @@ class TransactionLayer:
                 # Timer J keeps the transaction 32 s for retransmissions alone: keep the
                 # response's bytes (~0.5 KB) rather than its parsed headers (~1.5 KB more),
                 # so that twice the transactions fit in the same memory (max_transactions).
+                # The glue serialises the queued message once more (~1 µs): Outgoing carries
+                # messages, not bytes, and this road is the authorised REGISTER's alone now
+                # that the challenge and keepalives are answered without a transaction.
                 nist[NIST_RESPONSE] = bytes(resp)
                 nist[NIST_DEADLINE] = now + self._t64
                 self._timer_j.append(nist)

@@ -27,6 +27,7 @@ from gb28181.sip import (
     _message,
     make_response,
     parse_message,
+    stable_tag,
 )
 from gb28181.sip._message import CONTENT_LENGTH_SLACK
 
@@ -815,3 +816,20 @@ def test_stamp_received_matches_the_general_algorithm(
     fast.stamp_received(source, source_port)
     assert bytes(fast) == bytes(slow)
     assert fast.top_via == slow.top_via
+
+
+def test_stable_tag_is_the_same_for_the_same_request_and_new_for_another() -> None:
+    """RFC 3261 §8.2.7: a retransmission answered statelessly gets the same To tag."""
+    raw = (
+        b"MESSAGE sip:34020000002000000001@3402000000 SIP/2.0\r\n"
+        b"Via: SIP/2.0/UDP 10.0.0.9:5060;branch=z9hG4bKa1\r\n"
+        b"From: <sip:34020000001320000001@3402000000>;tag=f1\r\n"
+        b"To: <sip:34020000002000000001@3402000000>\r\n"
+        b"Call-ID: c1\r\nCSeq: 1 MESSAGE\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+    )
+    first, again = parse_message(raw), parse_message(raw)
+    assert isinstance(first, SipRequest) and isinstance(again, SipRequest)
+    tag = stable_tag(first)
+    assert tag == stable_tag(again) and len(tag) == 16 and int(tag, 16) >= 0
+    other = parse_message(raw.replace(b"z9hG4bKa1", b"z9hG4bKa2"))
+    assert isinstance(other, SipRequest) and stable_tag(other) != tag
